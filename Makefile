@@ -8,7 +8,7 @@ IMAGE   ?= mnist-adv-tfx:latest
 PYTEST_ARGS ?=
 
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: install test run inspect bench lock kubeflow-compile image clean
 

@@ -1,0 +1,223 @@
+"""Batched, compiled attacks (clean, FGSM, PGD) against any ``logits_fn(x) -> logits``.
+
+The perturbation math is components/adversarial/perturbation.adversarial_neighbor,
+the same code the Trainer trains against, so "robust to the training attack" means
+the same thing in both places. This module adds what an *evaluation* needs on top:
+
+* the loss the adversary maximises is the cross-entropy of the true label;
+* restarts keep, per example, the worst case: a misclassifying neighbor beats a
+  correctly classified one, and among equals the higher loss wins;
+* every neighbor stays in [clip_min, clip_max] and in the epsilon ball (epsilon is
+  always passed, so even one-step FGSM is projected);
+* random starts use stateless seeds folded from (EvalConfig.seed, attack, batch,
+  restart), so a run is reproducible and every model sees the same starts;
+* epsilon and step size are tensor arguments, so one compiled graph per attack
+  *shape* (norm, steps, random start, restarts) serves the whole epsilon sweep.
+
+numpy in, numpy out at the Attacker boundary; everything inside is TF.
+"""
+import dataclasses
+import zlib
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from components.adversarial import perturbation
+from pipeline.config import AttackConfig, EvalConfig
+
+LogitsFn = Callable[[tf.Tensor], tf.Tensor]
+
+# Names of the two attack families of the robustness curve.
+FGSM = 'fgsm'
+PGD = 'pgd'
+
+
+class NonFiniteLogitsError(ValueError):
+  """The model returned NaN or infinite logits; no accuracy computed from them holds."""
+
+
+def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+  """Per-example loss the adversary maximises."""
+  return tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
+
+
+def attack_batch(logits_fn: LogitsFn, x: tf.Tensor, y: tf.Tensor, *,
+                 norm: str, steps: int, random_start: bool, restarts: int,
+                 epsilon: tf.Tensor, step_size: tf.Tensor, seed: tf.Tensor,
+                 clip_min: float, clip_max: float) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Worst-case neighbor over ``restarts`` runs, and the model's logits there."""
+  def grad_fn(x_adv):
+    return perturbation.input_gradient(
+        lambda v: tf.reduce_sum(cross_entropy(y, logits_fn(v))), x_adv)
+
+  best_x, best_logits, best_wrong, best_loss = None, None, None, None
+  for r in range(restarts):
+    x_adv = perturbation.adversarial_neighbor(
+        x, grad_fn, step_size=step_size, norm=norm, iterations=steps,
+        epsilon=epsilon, random_init=random_start, clip_min=clip_min,
+        clip_max=clip_max,
+        seed=tf.random.experimental.stateless_fold_in(seed, r))
+    logits = logits_fn(x_adv)
+    loss = cross_entropy(y, logits)
+    wrong = tf.not_equal(tf.argmax(logits, axis=-1, output_type=tf.int64), y)
+    if r == 0:
+      best_x, best_logits, best_wrong, best_loss = x_adv, logits, wrong, loss
+      continue
+    better = tf.logical_or(
+        tf.logical_and(wrong, tf.logical_not(best_wrong)),
+        tf.logical_and(tf.equal(wrong, best_wrong), loss > best_loss))
+    best_x = tf.where(better[:, None], x_adv, best_x)
+    best_logits = tf.where(better[:, None], logits, best_logits)
+    best_wrong = tf.logical_or(best_wrong, wrong)
+    best_loss = tf.where(better, loss, best_loss)
+  return best_x, best_logits
+
+
+def attack_salt(attack: AttackConfig) -> int:
+  """Stable per-attack seed component (independent of the order of the attacks)."""
+  return zlib.crc32(attack.name.encode('utf-8')) & 0x7FFFFFFF
+
+
+def batch_seed(seed: int, salt: int, batch_index: int) -> tf.Tensor:
+  """Stateless seed of one batch; restart r folds in r on top of it."""
+  base = tf.constant([seed, salt], dtype=tf.int64)
+  return tf.random.experimental.stateless_fold_in(base, batch_index)
+
+
+def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
+  for start in range(0, n, batch_size):
+    yield slice(start, min(start + batch_size, n))
+
+
+def _pad_to(a: np.ndarray, rows: int) -> np.ndarray:
+  """Pads the last batch to the compiled batch shape, so nothing recompiles.
+
+  Examples are independent (per-example gradients, no batch statistics), so the
+  padding rows do not change the real rows' results.
+  """
+  if len(a) == rows:
+    return a
+  pad = np.zeros((rows - len(a),) + a.shape[1:], dtype=a.dtype)
+  return np.concatenate([a, pad])
+
+
+class Attacker:
+  """Compiled clean and adversarial evaluation of one model.
+
+  One tf.function per attack shape is traced on first use and then reused for
+  every epsilon and batch. Batches are padded to a fixed size so an XLA-compiled
+  function (jit_compile=True) compiles once.
+  """
+
+  def __init__(self, logits_fn: LogitsFn, *, batch_size: int, seed: int,
+               clip_min: float = 0.0, clip_max: float = 1.0,
+               jit_compile: bool = False, name: str = 'model'):
+    if batch_size < 1:
+      raise ValueError(f'batch_size={batch_size!r}: must be >= 1')
+    self._logits_fn = logits_fn
+    self._batch_size = batch_size
+    self._seed = seed
+    self._clip = (clip_min, clip_max)
+    self._jit = jit_compile
+    self.name = name
+    self._compiled_logits = tf.function(logits_fn, jit_compile=jit_compile)
+    self._compiled_attacks: Dict[Tuple, Callable] = {}
+
+  def _attack_fn(self, norm: str, steps: int, random_start: bool, restarts: int):
+    key = (norm, steps, random_start, restarts)
+    if key not in self._compiled_attacks:
+      clip_min, clip_max = self._clip
+
+      def run(x, y, epsilon, step_size, seed):
+        return attack_batch(self._logits_fn, x, y, norm=norm, steps=steps,
+                            random_start=random_start, restarts=restarts,
+                            epsilon=epsilon, step_size=step_size, seed=seed,
+                            clip_min=clip_min, clip_max=clip_max)
+      self._compiled_attacks[key] = tf.function(run, jit_compile=self._jit)
+    return self._compiled_attacks[key]
+
+  def _check_finite(self, logits: np.ndarray, where: slice, what: str) -> None:
+    if not np.all(np.isfinite(logits)):
+      bad = where.start + int(np.argmax(~np.all(np.isfinite(logits), axis=-1)))
+      raise NonFiniteLogitsError(
+          f'{self.name}: non-finite (NaN/inf) logits on {what} input, first at eval '
+          f'example {bad}; the model is broken or diverged')
+
+  def logits(self, x: np.ndarray) -> np.ndarray:
+    """Logits on x, in batches."""
+    rows = min(self._batch_size, len(x))
+    out = []
+    for s in batch_slices(len(x), rows):
+      batch = tf.constant(_pad_to(x[s], rows))
+      logits = self._compiled_logits(batch).numpy()[:s.stop - s.start]
+      self._check_finite(logits, s, 'clean')
+      out.append(logits)
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+  def attack(self, x: np.ndarray, y: np.ndarray,
+             attack: AttackConfig) -> Tuple[np.ndarray, np.ndarray]:
+    """White-box neighbors of (x, y) against this model, and its logits on them."""
+    fn = self._attack_fn(attack.norm, attack.steps, attack.random_start,
+                         attack.restarts)
+    epsilon = tf.constant(attack.epsilon, tf.float32)
+    step_size = tf.constant(attack.effective_step_size, tf.float32)
+    salt = attack_salt(attack)
+    rows = min(self._batch_size, len(x))
+    xs, ls = [], []
+    for i, s in enumerate(batch_slices(len(x), rows)):
+      x_adv, logits = fn(tf.constant(_pad_to(x[s], rows)),
+                         tf.constant(_pad_to(y[s].astype(np.int64), rows)),
+                         epsilon, step_size, batch_seed(self._seed, salt, i))
+      n = s.stop - s.start
+      logits = logits.numpy()[:n]
+      self._check_finite(logits, s, f'{attack.name} adversarial')
+      xs.append(x_adv.numpy()[:n])
+      ls.append(logits)
+    return np.concatenate(xs), np.concatenate(ls)
+
+
+def predictions(logits: np.ndarray) -> np.ndarray:
+  return np.argmax(logits, axis=-1).astype(np.int64)
+
+
+def sweep_attacks(config: EvalConfig) -> Dict[str, Dict[float, AttackConfig]]:
+  """The robustness curve's attacks: FGSM and PGD at every epsilon of the sweep.
+
+  FGSM is one step of size epsilon with the norm of the first one-step attack; PGD
+  copies the first multi-step attack (steps, step size, random start, restarts)
+  with only epsilon changed. Without a multi-step attack there is no PGD curve.
+  """
+  one_step = next((a for a in config.attacks if a.steps == 1), None)
+  multi_step = next((a for a in config.attacks if a.steps > 1), None)
+  norm = one_step.norm if one_step else 'infinity'
+  sweep: Dict[str, Dict[float, AttackConfig]] = {FGSM: {}}
+  if multi_step is not None:
+    sweep[PGD] = {}
+  for eps in config.epsilon_sweep:
+    sweep[FGSM][eps] = AttackConfig(name=f'{FGSM}_sweep', norm=norm, epsilon=eps,
+                                    steps=1)
+    if multi_step is not None:
+      sweep[PGD][eps] = dataclasses.replace(
+          multi_step, name=f'{PGD}_sweep', epsilon=eps,
+          sample_size=config.sweep_sample_size)
+  return sweep
+
+
+def attack_settings(attack: AttackConfig, sample_size: int) -> Dict:
+  """What the attack actually ran with (defaults resolved), for metrics.json."""
+  d = dataclasses.asdict(attack)
+  d.update(step_size=attack.effective_step_size, sample_size=sample_size,
+           white_box=True)
+  return d
+
+
+def sample_size(attack: AttackConfig, config: EvalConfig, available: int) -> int:
+  """First-N examples an attack runs on: its own sample_size, else the config's."""
+  wanted = attack.sample_size if attack.sample_size is not None else config.sample_size
+  return min(wanted, available)
+
+
+def first(arrays: Sequence[np.ndarray], n: int) -> Tuple[np.ndarray, ...]:
+  return tuple(a[:n] for a in arrays)

@@ -1,0 +1,173 @@
+"""Keras model whose train_step does NSL-style adversarial regularization.
+
+Why a custom train_step instead of nsl.keras.AdversarialRegularization: NSL 1.4 does
+not import on TF 2.16, and its step computes the labeled loss twice (once for the
+input gradient, once for the weights). Here one backward pass of the labeled loss
+yields the gradients w.r.t. [input] + weights together, and the input part is the
+FGSM direction (``first_grad``), so an FGSM step costs one extra forward/backward on
+the neighbors and nothing else. The whole step has no Python work per batch and
+compiles with XLA (TrainConfig.jit_compile).
+
+Modes: 'adversarial' follows AdvConfig.loss; 'base' trains on the labeled loss only
+(the non-robust baseline the pipeline also trains).
+"""
+from typing import Dict, List, Optional, Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+from components.adversarial import losses
+from components.adversarial import perturbation
+from pipeline.config import AdvConfig, ConfigError
+
+MODES = ('adversarial', 'base')
+
+
+class AdversarialModel(keras.Model):
+  """Wraps the classifier ``base``; call() is the classifier's, fit() is adversarial.
+
+  The exported model is ``base`` itself, so serving carries no training logic.
+  """
+
+  def __init__(self, base: keras.Model, adv_config: AdvConfig, mode: str = 'adversarial',
+               seed: int = 0, **kwargs):
+    super().__init__(**kwargs)
+    if mode not in MODES:
+      raise ValueError(f'mode={mode!r}: must be one of {MODES}')
+    adv_config.validate()
+    if mode == 'adversarial' and adv_config.loss == 'trades' and not adv_config.random_init:
+      # KL(clean || neighbor) has a zero gradient at the clean input, so a
+      # deterministic start would never move: TRADES needs a random start.
+      raise ConfigError("loss='trades' needs random_init=True (and pgd_epsilon): the "
+                        'KL gradient is zero at the clean input')
+    self.base = base
+    self.adv_config = adv_config
+    self.mode = mode
+    self._seed = seed
+    self._loss_tracker = keras.metrics.Mean('loss')
+    self._labeled_tracker = keras.metrics.Mean('labeled_loss')
+    self._adv_tracker = keras.metrics.Mean('adv_loss')
+    self._accuracy = keras.metrics.SparseCategoricalAccuracy('accuracy')
+
+  def call(self, inputs, training=None):
+    return self.base(inputs, training=training)
+
+  @property
+  def metrics(self) -> List[keras.metrics.Metric]:
+    trackers = [self._loss_tracker, self._labeled_tracker, self._accuracy]
+    if self.mode == 'adversarial':
+      trackers.insert(2, self._adv_tracker)
+    return trackers
+
+  # --- training -------------------------------------------------------------
+
+  def train_step(self, data):
+    x, labels = data
+    x = tf.cast(x, tf.float32)
+    variables = self.trainable_variables
+    if self.mode == 'base':
+      with tf.GradientTape() as tape:
+        logits = self(x, training=True)
+        labeled = losses.cross_entropy(labels, logits)
+        loss = tf.nn.compute_average_loss(labeled)
+      grads = self._gradients(tape, loss, variables)
+      self.optimizer.apply_gradients(zip(grads, variables))
+      return self._update_metrics(labels, logits, labeled, labeled, None)
+
+    cfg = self.adv_config
+    if cfg.loss == 'trades':
+      # The KL term depends on the clean logits, so both forward passes share a tape.
+      with tf.GradientTape() as tape:
+        clean_logits = self(x, training=True)
+        with tape.stop_recording():
+          x_adv = self._neighbor(x, labels, clean_logits, first_grad=None)
+        terms = self._terms(labels, clean_logits, self(x_adv, training=True))
+        total = tf.nn.compute_average_loss(terms.total)
+      grads = self._gradients(tape, total, variables)
+    else:
+      # One backward pass of the labeled loss gives the input gradient (the first
+      # adversarial direction; useless under random_init, so not requested then)
+      # and, for clean_plus_adv, the labeled part of the weight gradient.
+      reuse_input_grad = not cfg.random_init
+      labeled_vars = list(variables) if cfg.loss == 'clean_plus_adv' else []
+      sources = ([x] if reuse_input_grad else []) + labeled_vars
+      with tf.GradientTape() as tape:
+        if reuse_input_grad:
+          tape.watch(x)
+        clean_logits = self(x, training=True)
+        labeled_mean = tf.nn.compute_average_loss(
+            losses.cross_entropy(labels, clean_logits))
+      first = self._gradients(tape, labeled_mean, sources) if sources else []
+      first_grad = first[0] if reuse_input_grad else None
+      labeled_grads = first[1:] if reuse_input_grad else first
+      x_adv = self._neighbor(x, labels, clean_logits, first_grad=first_grad)
+      with tf.GradientTape() as adv_tape:
+        # clean_logits are constants here, so only the adversarial term has a gradient.
+        terms = self._terms(labels, clean_logits, self(x_adv, training=True))
+        total = tf.nn.compute_average_loss(terms.total)
+      grads = self._gradients(adv_tape, total, variables)
+      if labeled_grads:
+        grads = [a + b for a, b in zip(labeled_grads, grads)]
+    self.optimizer.apply_gradients(zip(grads, variables))
+    return self._update_metrics(labels, clean_logits, terms.total, terms.labeled,
+                                terms.scaled_adv)
+
+  def test_step(self, data):
+    x, labels = data
+    logits = self(tf.cast(x, tf.float32), training=False)
+    labeled = losses.cross_entropy(labels, logits)
+    self._loss_tracker.update_state(labeled)
+    self._labeled_tracker.update_state(labeled)
+    self._accuracy.update_state(labels, logits)
+    return {m.name: m.result() for m in
+            (self._loss_tracker, self._labeled_tracker, self._accuracy)}
+
+  # --- pieces ---------------------------------------------------------------
+
+  def _terms(self, labels, clean_logits, adv_logits) -> losses.LossTerms:
+    return losses.combine(self.adv_config.loss, labels, clean_logits, adv_logits,
+                          multiplier=self.adv_config.multiplier,
+                          trades_beta=self.adv_config.trades_beta)
+
+  def _neighbor(self, x, labels, clean_logits, first_grad):
+    cfg = self.adv_config
+
+    def grad_fn(x_adv):
+      with tf.GradientTape() as tape:
+        tape.watch(x_adv)
+        objective = losses.adversary_objective(
+            cfg.loss, labels, clean_logits, self(x_adv, training=False))
+      return self._gradients(tape, objective, [x_adv])[0]
+
+    return perturbation.adversarial_neighbor(
+        x, grad_fn, step_size=cfg.adv_step_size, norm=cfg.adv_grad_norm,
+        iterations=cfg.pgd_iterations, epsilon=cfg.pgd_epsilon,
+        random_init=cfg.random_init, clip_min=cfg.clip_value_min,
+        clip_max=cfg.clip_value_max, first_grad=first_grad,
+        seed=self._step_seed() if cfg.random_init else None)
+
+  def _step_seed(self) -> tf.Tensor:
+    """Stateless seed of this step and replica: reproducible, and XLA-friendly
+    (no random-generator state to carry through the compiled step)."""
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    return tf.stack([tf.cast(self._seed, tf.int32) + tf.cast(replica, tf.int32),
+                     tf.cast(self.optimizer.iterations, tf.int32)])
+
+  def _gradients(self, tape: tf.GradientTape, loss: tf.Tensor,
+                 sources: Sequence[tf.Tensor]) -> List[tf.Tensor]:
+    """tape.gradient, with loss scaling when the optimizer is a LossScaleOptimizer
+    (mixed precision), so float16 gradients do not underflow."""
+    optimizer = self.optimizer
+    if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+      grads = tape.gradient(optimizer.get_scaled_loss(loss), sources)
+      return optimizer.get_unscaled_gradients(grads)
+    return tape.gradient(loss, sources)
+
+  def _update_metrics(self, labels, logits, total, labeled,
+                      scaled_adv: Optional[tf.Tensor]) -> Dict[str, tf.Tensor]:
+    self._loss_tracker.update_state(total)
+    self._labeled_tracker.update_state(labeled)
+    if scaled_adv is not None:
+      self._adv_tracker.update_state(scaled_adv)
+    self._accuracy.update_state(labels, logits)
+    return {m.name: m.result() for m in self.metrics}
