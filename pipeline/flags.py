@@ -66,7 +66,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                  help='SQLite ml-metadata file (default <pipeline-root>/metadata.sqlite)')
   g.add_argument('--serving-dir', default=None, help=f'default {d.serving_dir}')
   g.add_argument('--beam-workers', type=int, default=None,
-                 help='Beam DirectRunner workers (default 2, one per core here)')
+                 help='Beam DirectRunner worker processes (default 1: in memory)')
   g.add_argument('--no-base-model', dest='train_base_model', action='store_false',
                  default=None, help='skip the non-adversarial base model')
   g.add_argument('--no-cache', dest='enable_cache', action='store_false', default=None,
@@ -139,7 +139,8 @@ def config_from_args(args: argparse.Namespace,
   if getattr(args, 'beam_workers', None) is not None:
     if args.beam_workers < 1:
       raise config_lib.ConfigError(f'--beam-workers={args.beam_workers}: must be >= 1')
-    changes['beam_args'] = ('--direct_running_mode=multi_processing',
+    mode = 'in_memory' if args.beam_workers == 1 else 'multi_processing'
+    changes['beam_args'] = (f'--direct_running_mode={mode}',
                             f'--direct_num_workers={args.beam_workers}')
   if getattr(args, 'min_attack_accuracy', None):
     changes['eval.thresholds.min_attack_accuracy'] = _attack_thresholds(

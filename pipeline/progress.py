@@ -81,6 +81,8 @@ def install(stream: Optional[TextIO] = None) -> ComponentTimer:
   absl_logging.set_verbosity(absl_logging.INFO)
   handler = absl_logging.get_absl_handler()
   handler.addFilter(timer)
+  # Libraries may add their own root handlers; a logger-level filter covers them too.
+  logging.getLogger('absl').addFilter(timer)
   root = logging.getLogger()
   if handler not in root.handlers:
     root.addHandler(handler)

@@ -41,7 +41,7 @@ def to_example(image: np.ndarray, label: int) -> bytes:
           int64_list=tf.train.Int64List(value=image.reshape(-1).tolist())),
       features.LABEL_KEY: tf.train.Feature(
           int64_list=tf.train.Int64List(value=[int(label)])),
-  })).SerializeToString()
+  })).SerializeToString(deterministic=True)  # sorted map keys: same bytes every run
 
 
 def _chunk_examples(chunk: Tuple[str, str, int, int]) -> Iterator[bytes]:
