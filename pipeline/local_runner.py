@@ -51,7 +51,7 @@ def run(config: config_lib.PipelineConfig, data_dir: Optional[str],
       metadata_connection_config=tfx.orchestration.metadata
       .sqlite_metadata_connection_config(config.metadata),
       data_only=data_only)
-  timer = timer or progress.install()
+  timer = progress.install(timer)
   started = time.time()
   tfx.orchestration.LocalDagRunner().run(p)
   wall = time.time() - started

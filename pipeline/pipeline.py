@@ -5,7 +5,6 @@ ExampleGen -> StatisticsGen -> SchemaGen (inferred, for review)
 Transform -> Trainer (adversarial) [+ BaseTrainer] -> RobustnessEvaluator
           (with the latest blessed model as baseline) -> Pusher (only when blessed)
 """
-import dataclasses
 import os
 from typing import List, Optional
 
@@ -35,11 +34,6 @@ PUSHER = 'Pusher'
 def trainer_config_json(config: PipelineConfig) -> str:
   """Only the fields that shape training, so unrelated changes keep the cache."""
   return PipelineConfig(adv=config.adv, model=config.model, train=config.train).to_json()
-
-
-def eval_config_json(config: PipelineConfig) -> str:
-  import json  # pylint: disable=g-import-not-at-top
-  return json.dumps(dataclasses.asdict(config.eval), sort_keys=True)
 
 
 def create_pipeline(
@@ -95,9 +89,9 @@ def _trainer(config: PipelineConfig, transform, mode: str, node_id: str):
 
 def _training_nodes(config: PipelineConfig, transform) -> list:
   # Imported here so the data half does not need the training stack.
-  from components.pusher.executor import Executor as AtomicPusherExecutor  # pylint: disable=g-import-not-at-top
+  from components.pusher.component import AtomicPusher  # pylint: disable=g-import-not-at-top
   from components.robustness_evaluator.component import RobustnessEvaluator  # pylint: disable=g-import-not-at-top
-  from tfx.dsl.components.base import executor_spec  # pylint: disable=g-import-not-at-top
+  from components.robustness_evaluator.executor import eval_config_to_json  # pylint: disable=g-import-not-at-top
 
   trainer = _trainer(config, transform, 'adversarial', TRAINER)
   nodes = [trainer]
@@ -118,15 +112,14 @@ def _training_nodes(config: PipelineConfig, transform) -> list:
       examples=transform.outputs['transformed_examples'],
       baseline_model=resolver.outputs['model'],
       base_model=base_model,
-      config=eval_config_json(config),
+      config=eval_config_to_json(config.eval),
   ).with_id(EVALUATOR)
 
-  pusher = tfx.components.Pusher(
+  pusher = AtomicPusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=config.serving_dir)),
-      custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
   ).with_id(PUSHER)
   return nodes + [resolver, evaluator, pusher]

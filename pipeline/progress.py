@@ -74,15 +74,20 @@ class ComponentTimer(logging.Filter):
     self.stream.flush()
 
 
-def install(stream: Optional[TextIO] = None) -> ComponentTimer:
-  """Routes absl/TFX logging through a ComponentTimer; returns it for the report."""
+def install(timer: Optional[ComponentTimer] = None) -> ComponentTimer:
+  """Routes absl/TFX logging through timer (a new one on stdout if None); returns it."""
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-  timer = ComponentTimer(stream or sys.stdout)
+  timer = timer or ComponentTimer(sys.stdout)
   absl_logging.set_verbosity(absl_logging.INFO)
   handler = absl_logging.get_absl_handler()
+  absl_logger = logging.getLogger('absl')
+  # One timer at a time: an earlier run's timer would swallow this run's lines.
+  for filterer in (handler, absl_logger):
+    for old in [f for f in filterer.filters if isinstance(f, ComponentTimer)]:
+      filterer.removeFilter(old)
   handler.addFilter(timer)
   # Libraries may add their own root handlers; a logger-level filter covers them too.
-  logging.getLogger('absl').addFilter(timer)
+  absl_logger.addFilter(timer)
   root = logging.getLogger()
   if handler not in root.handlers:
     root.addHandler(handler)

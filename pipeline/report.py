@@ -86,6 +86,11 @@ def build(config: config_lib.PipelineConfig, timings: List[Tuple[str, float]],
   if pushed is not None and mq.prop(pushed, 'pushed') == 1:
     report['push'] = {'pushed': True, 'version': mq.prop(pushed, 'pushed_version'),
                       'path': mq.prop(pushed, 'pushed_destination')}
+  elif pushed is not None and mq.prop(pushed, 'already_serving_version'):
+    version = mq.prop(pushed, 'already_serving_version')
+    report['push'] = {'pushed': False, 'version': version,
+                      'path': os.path.join(config.serving_dir, version),
+                      'reason': f'this exact model is already serving as version {version}'}
   else:
     failed = [c['name'] for c in report.get('checks', []) if not c.get('passed')]
     why = ('the model was not blessed: failed ' + ', '.join(failed) if failed else

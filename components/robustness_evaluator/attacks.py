@@ -18,7 +18,7 @@ numpy in, numpy out at the Attacker boundary; everything inside is TF.
 """
 import dataclasses
 import zlib
-from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -92,7 +92,7 @@ def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
 
 
 def _pad_to(a: np.ndarray, rows: int) -> np.ndarray:
-  """Pads the last batch to the compiled batch shape, so nothing recompiles.
+  """Pads a short batch to the compiled batch shape, so nothing retraces.
 
   Examples are independent (per-example gradients, no batch statistics), so the
   padding rows do not change the real rows' results.
@@ -107,8 +107,9 @@ class Attacker:
   """Compiled clean and adversarial evaluation of one model.
 
   One tf.function per attack shape is traced on first use and then reused for
-  every epsilon and batch. Batches are padded to a fixed size so an XLA-compiled
-  function (jit_compile=True) compiles once.
+  every epsilon and batch. Every batch, the last and any short input included, is
+  padded to batch_size, so each function is traced (and, with jit_compile=True,
+  XLA-compiled) exactly once.
   """
 
   def __init__(self, logits_fn: LogitsFn, *, batch_size: int, seed: int,
@@ -124,6 +125,10 @@ class Attacker:
     self.name = name
     self._compiled_logits = tf.function(logits_fn, jit_compile=jit_compile)
     self._compiled_attacks: Dict[Tuple, Callable] = {}
+
+  @property
+  def batch_size(self) -> int:
+    return self._batch_size
 
   def _attack_fn(self, norm: str, steps: int, random_start: bool, restarts: int):
     key = (norm, steps, random_start, restarts)
@@ -142,17 +147,17 @@ class Attacker:
     if not np.all(np.isfinite(logits)):
       bad = where.start + int(np.argmax(~np.all(np.isfinite(logits), axis=-1)))
       raise NonFiniteLogitsError(
-          f'{self.name}: non-finite (NaN/inf) logits on {what} input, first at eval '
-          f'example {bad}; the model is broken or diverged')
+          f'{self.name}: non-finite (NaN/inf) logits on {what} input, first at row '
+          f'{bad}; the model is broken or diverged')
 
-  def logits(self, x: np.ndarray) -> np.ndarray:
-    """Logits on x, in batches."""
-    rows = min(self._batch_size, len(x))
+  def logits(self, x: np.ndarray, what: str = 'clean') -> np.ndarray:
+    """Logits on x, in batches; ``what`` names the input in errors."""
+    rows = self._batch_size
     out = []
     for s in batch_slices(len(x), rows):
       batch = tf.constant(_pad_to(x[s], rows))
       logits = self._compiled_logits(batch).numpy()[:s.stop - s.start]
-      self._check_finite(logits, s, 'clean')
+      self._check_finite(logits, s, what)
       out.append(logits)
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
@@ -164,7 +169,7 @@ class Attacker:
     epsilon = tf.constant(attack.epsilon, tf.float32)
     step_size = tf.constant(attack.effective_step_size, tf.float32)
     salt = attack_salt(attack)
-    rows = min(self._batch_size, len(x))
+    rows = self._batch_size
     xs, ls = [], []
     for i, s in enumerate(batch_slices(len(x), rows)):
       x_adv, logits = fn(tf.constant(_pad_to(x[s], rows)),
@@ -218,6 +223,3 @@ def sample_size(attack: AttackConfig, config: EvalConfig, available: int) -> int
   wanted = attack.sample_size if attack.sample_size is not None else config.sample_size
   return min(wanted, available)
 
-
-def first(arrays: Sequence[np.ndarray], n: int) -> Tuple[np.ndarray, ...]:
-  return tuple(a[:n] for a in arrays)

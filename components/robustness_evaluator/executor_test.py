@@ -1,0 +1,293 @@
+"""RobustnessEvaluator executor end to end on tiny linear SavedModels and tiny
+transformed TFRecords, plus the faults that must fail without a blessing."""
+import dataclasses
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+
+from components.robustness_evaluator import attacks
+from components.robustness_evaluator import executor as executor_lib
+from pipeline.config import AttackConfig, ConfigError, EvalConfig, Thresholds
+
+PIXELS, CLASSES, N = 784, 10, 48
+ATTACKS = (AttackConfig('fgsm', epsilon=0.2),
+           AttackConfig('pgd3', epsilon=0.2, steps=3, step_size=0.1, random_start=True,
+                        restarts=2))
+
+
+def _config(**thresholds) -> EvalConfig:
+  return EvalConfig(
+      attacks=ATTACKS, epsilon_sweep=(0.1, 0.2), sweep_sample_size=24, sample_size=32,
+      batch_size=16, seed=0,
+      thresholds=Thresholds(**dict(
+          dict(min_clean_accuracy=0.5, min_attack_accuracy={'fgsm': 0.0},
+               max_drop=1.0), **thresholds)))
+
+
+class _Linear(tf.Module):
+  """logits = x W + b behind the contract's normalized_logits signature."""
+
+  def __init__(self, w, b):
+    super().__init__()
+    self.w = tf.Variable(w, dtype=tf.float32)
+    self.b = tf.Variable(b, dtype=tf.float32)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, PIXELS], tf.float32)])
+  def normalized_logits(self, image_xf):
+    return {'logits': tf.matmul(image_xf, self.w) + self.b}
+
+
+def _model(root, name, artifact_id, w, b, signature='normalized_logits'):
+  model = standard_artifacts.Model()
+  model.uri = os.path.join(root, name)
+  model.id = artifact_id
+  module = _Linear(w, b)
+  tf.saved_model.save(module, os.path.join(model.uri, 'Format-Serving'),
+                      signatures={signature: module.normalized_logits})
+  return model
+
+
+def _examples(root, name, x, y):
+  examples = standard_artifacts.Examples()
+  examples.uri = os.path.join(root, name)
+  examples.split_names = artifact_utils.encode_split_names(['train', 'eval'])
+  split = os.path.join(examples.uri, 'Split-eval')
+  os.makedirs(split)
+  path = os.path.join(split, 'transformed_examples-00000-of-00001.gz')
+  with tf.io.TFRecordWriter(path, options='GZIP') as writer:
+    for image, label in zip(x, y):
+      writer.write(tf.train.Example(features=tf.train.Features(feature={
+          'image_xf': tf.train.Feature(float_list=tf.train.FloatList(value=image)),
+          'label': tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+      })).SerializeToString())
+  return examples
+
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp('world'))
+  rng = np.random.default_rng(0)
+  protos = (rng.random((CLASSES, PIXELS)) < 0.2).astype(np.float32)
+  y = np.arange(N) % CLASSES
+  x = np.clip(0.3 * protos[y] + 0.4 + rng.normal(0, 0.3, (N, PIXELS)), 0, 1).astype(
+      np.float32)
+  w = (protos - protos.mean(0)).T * 0.05
+  zeros = np.zeros(CLASSES, np.float32)
+  return dict(
+      root=root, x=x, y=y, w=w,
+      examples=_examples(root, 'examples', x, y),
+      empty=_examples(root, 'empty', x[:0], y[:0]),
+      candidate=_model(root, 'candidate', 11, w, zeros),
+      base=_model(root, 'base', 12, w * 3.0, zeros),
+      baseline=_model(root, 'baseline', 13, w * 2.0, zeros),
+      biased=_model(root, 'biased', 16, w, np.eye(CLASSES, dtype=np.float32)[0] * 2),
+      nan=_model(root, 'nan', 14, w, np.full(CLASSES, np.nan, np.float32)),
+      unsigned=_model(root, 'unsigned', 15, w, zeros, signature='serving_default'))
+
+
+def _hashes(*dirs):
+  out = {}
+  for d in dirs:
+    for dirpath, _, files in os.walk(d):
+      for name in files:
+        with open(os.path.join(dirpath, name), 'rb') as f:
+          out[os.path.join(dirpath, name)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+def _run(world, tmp_path, config, **models):
+  evaluation = standard_artifacts.ModelEvaluation()
+  evaluation.uri = str(tmp_path / 'evaluation')
+  blessing = standard_artifacts.ModelBlessing()
+  blessing.uri = str(tmp_path / 'blessing')
+  os.makedirs(blessing.uri)
+  inputs = {'model': [models.pop('model', world['candidate'])],
+            'examples': [models.pop('examples', world['examples'])]}
+  inputs.update({k: [v] for k, v in models.items()})
+  executor_lib.Executor().Do(
+      inputs, {'evaluation': [evaluation], 'blessing': [blessing]},
+      {'config': executor_lib.eval_config_to_json(config)})
+  return evaluation, blessing
+
+
+@pytest.fixture(scope='module')
+def blessed_run(world, tmp_path_factory):
+  tmp_path = tmp_path_factory.mktemp('blessed')
+  inputs = [world[k].uri for k in ('candidate', 'base', 'baseline', 'examples')]
+  before = _hashes(*inputs)
+  evaluation, blessing = _run(world, tmp_path, _config(), base_model=world['base'],
+                              baseline_model=world['baseline'])
+  with open(os.path.join(evaluation.uri, 'metrics.json')) as f:
+    report = json.load(f)
+  return dict(evaluation=evaluation, blessing=blessing, report=report,
+              unchanged=before == _hashes(*inputs))
+
+
+def test_writes_metrics_and_both_figures(blessed_run):
+  files = sorted(os.listdir(blessed_run['evaluation'].uri))
+  assert files == ['metrics.json', 'perturbed_examples.png', 'robustness_curve.png']
+  for png in files[1:]:
+    with open(os.path.join(blessed_run['evaluation'].uri, png), 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_figures_are_right_for_every_model(world, blessed_run):
+  report = blessed_run['report']
+  assert set(report['models']) == {'candidate', 'base', 'baseline'}
+  x, y, w = world['x'], world['y'], world['w']
+  for role, scale in (('candidate', 1.0), ('base', 3.0), ('baseline', 2.0)):
+    model = report['models'][role]
+    assert model['clean']['accuracy'] == pytest.approx(
+        np.mean(np.argmax(x @ (w * scale), 1) == y))
+    assert model['clean']['num_examples'] == N
+    assert set(model['clean']['per_class']) == {str(c) for c in range(CLASSES)}
+    fgsm = model['attacks']['fgsm']
+    assert fgsm['num_examples'] == 32 and fgsm['settings']['step_size'] == 0.2
+    assert fgsm['accuracy'] < model['clean']['accuracy']   # the attack bites
+    assert model['attacks']['pgd3']['settings']['restarts'] == 2
+    sweep = model['sweep']
+    assert sweep['sample_size'] == 24
+    assert set(sweep['accuracy']) == {'fgsm', 'pgd'}
+    assert set(sweep['accuracy']['pgd']) == {'0.1', '0.2'}
+  # A linear model's FGSM accuracy is the same for any positive scale of W.
+  assert report['models']['base']['attacks']['fgsm']['accuracy'] == pytest.approx(
+      report['models']['candidate']['attacks']['fgsm']['accuracy'])
+
+
+def test_side_by_side_table_of_the_tutorial(blessed_run):
+  report = blessed_run['report']
+  table = report['comparison_table']
+  assert table['columns'] == ['clean', 'fgsm transfer-from-base', 'fgsm white-box',
+                              'pgd3 transfer-from-base', 'pgd3 white-box']
+  assert set(table['rows']) == {'base', 'adversarial'}
+  base, adv = table['rows']['base'], table['rows']['adversarial']
+  models = report['models']
+  assert base['fgsm white-box'] == base['fgsm transfer-from-base'] == (
+      models['base']['attacks']['fgsm']['accuracy'])
+  assert adv['fgsm white-box'] == models['candidate']['attacks']['fgsm']['accuracy']
+  assert adv['fgsm transfer-from-base'] == (
+      report['transfer_from_base']['fgsm']['candidate']['accuracy'])
+  # Same sign of gradient for W and 3W: the transferred FGSM is the white-box one.
+  assert adv['fgsm transfer-from-base'] == pytest.approx(adv['fgsm white-box'])
+  assert 'baseline' in report['transfer_from_base']['pgd3']
+
+
+def test_blessing_markers_and_properties(world, blessed_run):
+  report, blessing = blessed_run['report'], blessed_run['blessing']
+  assert report['blessed'] is True
+  assert sorted(os.listdir(blessing.uri)) == ['BLESSED', 'checks.json']
+  assert blessing.get_int_custom_property('blessed') == 1
+  assert blessing.get_string_custom_property('current_model') == world['candidate'].uri
+  assert blessing.get_int_custom_property('current_model_id') == 11
+  assert blessing.get_string_custom_property('baseline_model') == world['baseline'].uri
+  assert blessing.get_int_custom_property('baseline_model_id') == 13
+  checks = json.loads(blessing.get_string_custom_property('checks'))
+  assert checks == report['checks']
+  names = {c['name'] for c in checks}
+  assert {'min_clean_accuracy', 'min_attack_accuracy/fgsm', 'max_drop/clean',
+          'max_drop/fgsm', 'max_drop/pgd3'} == names
+  for c in checks:
+    assert set(c) >= {'name', 'value', 'threshold', 'comparison', 'passed'}
+  assert blessed_run['evaluation'].get_float_custom_property(
+      'clean_accuracy') == report['models']['candidate']['clean']['accuracy']
+
+
+def test_attacks_leave_models_and_examples_on_disk_unchanged(blessed_run):
+  assert blessed_run['unchanged']
+
+
+def test_not_blessed_when_a_threshold_fails(world, tmp_path):
+  # Without base and baseline: the optional inputs really are optional.
+  evaluation, blessing = _run(world, tmp_path,
+                              _config(min_attack_accuracy={'fgsm': 1.0}))
+  assert sorted(os.listdir(blessing.uri)) == ['NOT_BLESSED', 'checks.json']
+  assert blessing.get_int_custom_property('blessed') == 0
+  assert not blessing.has_custom_property('baseline_model_id')
+  assert 'min_attack_accuracy/fgsm' in blessing.get_string_custom_property(
+      'blessing_message')
+  with open(os.path.join(evaluation.uri, 'metrics.json')) as f:
+    report = json.load(f)
+  assert report['blessed'] is False and 'comparison_table' not in report
+  (failed,) = [c for c in report['checks'] if not c['passed']]
+  assert failed['name'] == 'min_attack_accuracy/fgsm' and failed['threshold'] == 1.0
+
+
+def test_drop_against_the_baseline_blocks_the_blessing(world, tmp_path):
+  # 'biased' favours class 0, so it is worse than the blessed baseline; absolute
+  # thresholds are off, only the drop can fail it.
+  evaluation, blessing = _run(
+      world, tmp_path, _config(max_drop=0.05, min_clean_accuracy=0.0),
+      model=world['biased'], baseline_model=world['candidate'])
+  checks = {c['name']: c for c in json.loads(
+      blessing.get_string_custom_property('checks'))}
+  drop = checks['max_drop/clean']
+  assert drop['baseline_value'] - drop['candidate_value'] > 0.05
+  assert not drop['passed'] and checks['min_clean_accuracy']['passed']
+  assert blessing.get_int_custom_property('blessed') == 0
+  assert blessing.get_int_custom_property('baseline_model_id') == 11
+  assert os.path.exists(os.path.join(blessing.uri, 'NOT_BLESSED'))
+
+
+@pytest.mark.parametrize('fault,error', [
+    (dict(model='unsigned'), "no 'normalized_logits' signature"),
+    (dict(examples='empty'), 'no examples'),
+    (dict(model='nan'), 'NaN'),
+    (dict(base_model='nan'), 'base model.*NaN'),
+])
+def test_faults_fail_without_a_blessing(world, tmp_path, fault, error):
+  with pytest.raises((executor_lib.EvaluationError, attacks.NonFiniteLogitsError),
+                     match=error):
+    _run(world, tmp_path, _config(), **{k: world[v] for k, v in fault.items()})
+  assert os.listdir(tmp_path / 'blessing') == []
+
+
+def test_config_json_round_trip_and_errors():
+  config = _config()
+  assert executor_lib.eval_config_from_json(
+      executor_lib.eval_config_to_json(config)) == config
+  with pytest.raises(ConfigError, match='not valid JSON'):
+    executor_lib.eval_config_from_json('{')
+  with pytest.raises(ConfigError, match='min_clean_accuracy'):
+    executor_lib.eval_config_from_json(json.dumps(
+        {'thresholds': {'min_clean_accuracy': 1.5}}))
+
+
+def test_ordering_warnings_name_the_violations():
+  config = _config()
+  report = {
+      'attacks': {
+          'fgsm': {'accuracy': 0.5, 'num_examples': 32, 'clean_accuracy_on_sample': 0.9},
+          'pgd3': {'accuracy': 0.6, 'num_examples': 32, 'clean_accuracy_on_sample': 0.9}},
+      'sweep': {'clean_accuracy': 0.9, 'accuracy': {
+          'fgsm': {'0.1': 0.4, '0.2': 0.5}, 'pgd': {'0.1': 0.3, '0.2': 0.55}}}}
+  run = executor_lib.ModelRun(report, np.zeros(0), {})
+  warnings = executor_lib.ordering_warnings('candidate', run, config)
+  assert all('gradients are masked' in w for w in warnings)
+  assert [w.split(': accuracy under ')[1].split(': attack')[0] for w in warnings] == [
+      'pgd3 (0.6000) is above fgsm (0.5000)',       # configured attacks, same eps
+      'pgd (0.5500) is above fgsm (0.5000)',        # sweep at eps 0.2
+      'fgsm eps=0.2 (0.5000) is above fgsm eps=0.1 (0.4000)',  # more eps, more acc
+      'pgd eps=0.2 (0.5500) is above pgd eps=0.1 (0.3000)']
+  assert warnings[0].startswith('candidate model, infinity eps=0.2, first 32')
+  report['attacks']['pgd3']['accuracy'] = 0.5
+  report['sweep']['accuracy'] = {'fgsm': {'0.1': 0.4, '0.2': 0.3},
+                                 'pgd': {'0.1': 0.3, '0.2': 0.3}}
+  assert executor_lib.ordering_warnings('candidate', run, config) == []
+
+
+def test_clean_only_config(world, tmp_path):
+  config = dataclasses.replace(
+      _config(), attacks=(),
+      thresholds=Thresholds(min_clean_accuracy=0.5, min_attack_accuracy={}))
+  evaluation, blessing = _run(world, tmp_path, config, base_model=world['base'])
+  with open(os.path.join(evaluation.uri, 'metrics.json')) as f:
+    report = json.load(f)
+  assert report['comparison_table']['columns'] == ['clean']
+  assert report['models']['candidate']['attacks'] == {}
+  assert blessing.get_int_custom_property('blessed') == 1
