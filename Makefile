@@ -35,8 +35,10 @@ bench: $(STAMP)
 kubeflow-compile: $(STAMP)
 	$(PY) -m kubeflow.compile --output kubeflow/build/pipeline.yaml $(ARGS)
 
+# BuildKit: the Dockerfile's own .dockerignore and multi-stage targets. DOCKER_ARGS
+# passes extra flags, e.g. DOCKER_ARGS="--target beam-worker" (see kubeflow/README.md).
 image:
-	docker build -f kubeflow/Dockerfile -t $(IMAGE) .
+	DOCKER_BUILDKIT=1 docker build -f kubeflow/Dockerfile $(DOCKER_ARGS) -t $(IMAGE) .
 
 # Regenerates the lock from requirements.in (needs the venv's uv).
 lock: $(STAMP)
