@@ -1,15 +1,28 @@
 """Keras model whose train_step does NSL-style adversarial regularization.
 
-Why a custom train_step instead of nsl.keras.AdversarialRegularization: NSL 1.4 does
-not import on TF 2.16, and its step computes the labeled loss twice (once for the
-input gradient, once for the weights). Here one backward pass of the labeled loss
-yields the gradients w.r.t. [input] + weights together, and the input part is the
-FGSM direction (``first_grad``), so an FGSM step costs one extra forward/backward on
-the neighbors and nothing else. The whole step has no Python work per batch and
-compiles with XLA (TrainConfig.jit_compile).
+A custom train_step because neural-structured-learning 1.4 does not import on
+TF 2.16. Semantics are NSL's: total = labeled loss + multiplier * loss on the
+adversarial neighbors, a neighbor being the input moved along the gradient of the
+labeled loss w.r.t. the input (AdvConfig names). For speed, ONE backward pass of the
+labeled loss yields the gradients w.r.t. [input] + weights together; the input part
+is the first adversarial direction (``first_grad``), so an FGSM step costs one extra
+forward/backward on the neighbors and nothing else. No Python runs per batch.
 
-Modes: 'adversarial' follows AdvConfig.loss; 'base' trains on the labeled loss only
-(the non-robust baseline the pipeline also trains).
+Settings (all AdvConfig):
+* FGSM (default): pgd_iterations=1, adv_step_size=0.2, 'infinity', clip to [0, 1].
+* PGD: pgd_iterations=k, pgd_epsilon=eps, adv_step_size per step, random_init.
+* Fast adversarial training (Wong et al. 2020) is a combination of settings:
+  random_init=True, pgd_iterations=1, pgd_epsilon=eps, adv_step_size=1.25*eps
+  (random start in the ball, one step, projected back onto it).
+* loss='adv_only' (Madry): the adversarial loss alone; 'trades': clean CE +
+  trades_beta * KL(clean || neighbor), the adversary maximising the KL (needs
+  random_init, since the KL gradient vanishes at the clean input).
+
+Mode 'base' trains on the labeled loss only (the non-robust baseline).
+Distribution: per-example losses are averaged over the GLOBAL batch
+(tf.nn.compute_average_loss), so summing replica gradients gives the one-device
+gradient. Mixed precision: losses are scaled when the optimizer is a
+LossScaleOptimizer (compile() wraps it under the 'mixed_float16' policy).
 """
 from typing import Dict, List, Optional, Sequence
 
@@ -61,6 +74,10 @@ class AdversarialModel(keras.Model):
 
   # --- training -------------------------------------------------------------
 
+  # Plain TF ops with Python branches on config only, so AutoGraph has nothing to
+  # convert; skipping it saves seconds of tracing (tens of seconds under
+  # MirroredStrategy, which converts once per replica thread).
+  @tf.autograph.experimental.do_not_convert
   def train_step(self, data):
     x, labels = data
     x = tf.cast(x, tf.float32)
@@ -69,8 +86,8 @@ class AdversarialModel(keras.Model):
       with tf.GradientTape() as tape:
         logits = self(x, training=True)
         labeled = losses.cross_entropy(labels, logits)
-        loss = tf.nn.compute_average_loss(labeled)
-      grads = self._gradients(tape, loss, variables)
+        loss = self._scaled(tf.nn.compute_average_loss(labeled))
+      grads = self._unscaled(tape.gradient(loss, variables))
       self.optimizer.apply_gradients(zip(grads, variables))
       return self._update_metrics(labels, logits, labeled, labeled, None)
 
@@ -82,8 +99,8 @@ class AdversarialModel(keras.Model):
         with tape.stop_recording():
           x_adv = self._neighbor(x, labels, clean_logits, first_grad=None)
         terms = self._terms(labels, clean_logits, self(x_adv, training=True))
-        total = tf.nn.compute_average_loss(terms.total)
-      grads = self._gradients(tape, total, variables)
+        total = self._scaled(tf.nn.compute_average_loss(terms.total))
+      grads = self._unscaled(tape.gradient(total, variables))
     else:
       # One backward pass of the labeled loss gives the input gradient (the first
       # adversarial direction; useless under random_init, so not requested then)
@@ -95,23 +112,24 @@ class AdversarialModel(keras.Model):
         if reuse_input_grad:
           tape.watch(x)
         clean_logits = self(x, training=True)
-        labeled_mean = tf.nn.compute_average_loss(
-            losses.cross_entropy(labels, clean_logits))
-      first = self._gradients(tape, labeled_mean, sources) if sources else []
+        labeled_mean = self._scaled(tf.nn.compute_average_loss(
+            losses.cross_entropy(labels, clean_logits)))
+      first = self._unscaled(tape.gradient(labeled_mean, sources)) if sources else []
       first_grad = first[0] if reuse_input_grad else None
       labeled_grads = first[1:] if reuse_input_grad else first
       x_adv = self._neighbor(x, labels, clean_logits, first_grad=first_grad)
       with tf.GradientTape() as adv_tape:
         # clean_logits are constants here, so only the adversarial term has a gradient.
         terms = self._terms(labels, clean_logits, self(x_adv, training=True))
-        total = tf.nn.compute_average_loss(terms.total)
-      grads = self._gradients(adv_tape, total, variables)
+        total = self._scaled(tf.nn.compute_average_loss(terms.total))
+      grads = self._unscaled(adv_tape.gradient(total, variables))
       if labeled_grads:
         grads = [a + b for a, b in zip(labeled_grads, grads)]
     self.optimizer.apply_gradients(zip(grads, variables))
     return self._update_metrics(labels, clean_logits, terms.total, terms.labeled,
                                 terms.scaled_adv)
 
+  @tf.autograph.experimental.do_not_convert
   def test_step(self, data):
     x, labels = data
     logits = self(tf.cast(x, tf.float32), training=False)
@@ -135,9 +153,9 @@ class AdversarialModel(keras.Model):
     def grad_fn(x_adv):
       with tf.GradientTape() as tape:
         tape.watch(x_adv)
-        objective = losses.adversary_objective(
-            cfg.loss, labels, clean_logits, self(x_adv, training=False))
-      return self._gradients(tape, objective, [x_adv])[0]
+        objective = self._scaled(losses.adversary_objective(
+            cfg.loss, labels, clean_logits, self(x_adv, training=False)))
+      return self._unscaled([tape.gradient(objective, x_adv)])[0]
 
     return perturbation.adversarial_neighbor(
         x, grad_fn, step_size=cfg.adv_step_size, norm=cfg.adv_grad_norm,
@@ -153,15 +171,18 @@ class AdversarialModel(keras.Model):
     return tf.stack([tf.cast(self._seed, tf.int32) + tf.cast(replica, tf.int32),
                      tf.cast(self.optimizer.iterations, tf.int32)])
 
-  def _gradients(self, tape: tf.GradientTape, loss: tf.Tensor,
-                 sources: Sequence[tf.Tensor]) -> List[tf.Tensor]:
-    """tape.gradient, with loss scaling when the optimizer is a LossScaleOptimizer
-    (mixed precision), so float16 gradients do not underflow."""
-    optimizer = self.optimizer
-    if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
-      grads = tape.gradient(optimizer.get_scaled_loss(loss), sources)
-      return optimizer.get_unscaled_gradients(grads)
-    return tape.gradient(loss, sources)
+  def _loss_scaling(self) -> bool:
+    return isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
+
+  def _scaled(self, loss: tf.Tensor) -> tf.Tensor:
+    """Under mixed precision, the loss times the loss scale, so float16 gradients
+    do not underflow. Call it inside the tape."""
+    return self.optimizer.get_scaled_loss(loss) if self._loss_scaling() else loss
+
+  def _unscaled(self, grads: Sequence[tf.Tensor]) -> List[tf.Tensor]:
+    if self._loss_scaling():
+      return self.optimizer.get_unscaled_gradients(grads)
+    return list(grads)
 
   def _update_metrics(self, labels, logits, total, labeled,
                       scaled_adv: Optional[tf.Tensor]) -> Dict[str, tf.Tensor]:

@@ -7,6 +7,7 @@ robustness Evaluator attacks through the ``normalized_logits`` signature.
 import tensorflow as tf
 import tf_keras as keras
 
+from components.trainer.input_conv import InputConv2D
 from pipeline.config import ModelConfig
 
 
@@ -24,8 +25,9 @@ def build_cnn(config: ModelConfig, name: str = 'cnn') -> keras.Model:
   for i, filters in enumerate(config.conv_filters):
     if i > 0:
       x = keras.layers.MaxPooling2D(config.pool_size, name=f'pool{i}')(x)
-    x = keras.layers.Conv2D(filters, config.kernel_size, activation='relu',
-                            name=f'conv{i + 1}')(x)
+    # The first convolution's input gradient drives every adversarial step.
+    conv = InputConv2D if i == 0 else keras.layers.Conv2D
+    x = conv(filters, config.kernel_size, activation='relu', name=f'conv{i + 1}')(x)
   x = keras.layers.Flatten(name='flatten')(x)
   x = keras.layers.Dense(config.dense_units, activation='relu', name='dense')(x)
   x = keras.layers.Dense(config.num_classes, name='dense_logits')(x)

@@ -1,0 +1,144 @@
+"""Keras callbacks of the Trainer: NaN guard and model selection on robustness."""
+from typing import Callable, List, Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from components.adversarial import losses
+from components.adversarial import perturbation
+from pipeline.config import AdvConfig, AttackConfig
+
+RobustMetric = Callable[[keras.Model], float]
+ROBUST_ACCURACY = 'robust_accuracy'
+
+
+class NanLossError(RuntimeError):
+  """Training diverged; raised so that no model is exported."""
+
+
+class StopOnNanLoss(keras.callbacks.Callback):
+  """Raises NanLossError when an epoch's mean loss is NaN or infinite.
+
+  Checked once per epoch: a NaN anywhere in the epoch makes the epoch mean NaN, and
+  a per-batch check would force a device sync on every step.
+  """
+
+  def on_epoch_end(self, epoch, logs=None):
+    loss = (logs or {}).get('loss')
+    if loss is not None and not np.isfinite(loss):
+      raise NanLossError(f'epoch {epoch + 1}: training loss is {loss}; stopping without '
+                         'exporting a model (lower train.learning_rate or check the data)')
+
+
+class RobustModelSelection(keras.callbacks.Callback):
+  """Keeps the weights with the best robust accuracy and restores them at the end.
+
+  metric(model) -> float is measured after every epoch (in the pipeline: PGD accuracy
+  on examples held out of the training split; in tests: a stub). After ``patience``
+  epochs without improvement training stops (patience 0: never stop early). The
+  curve goes into the epoch logs (History, TensorBoard) and, if log_dir is given,
+  into its own TensorBoard run.
+  """
+
+  def __init__(self, metric: RobustMetric, patience: int = 0,
+               log_dir: Optional[str] = None):
+    super().__init__()
+    if patience < 0:
+      raise ValueError(f'patience={patience!r}: must be >= 0')
+    self._metric = metric
+    self._patience = patience
+    self._writer = tf.summary.create_file_writer(log_dir) if log_dir else None
+    self.history: List[float] = []
+    self.best_epoch: Optional[int] = None
+    self.best_value = -np.inf
+    self._best_weights = None
+    self._wait = 0
+
+  def on_train_begin(self, logs=None):
+    self.history, self.best_epoch, self.best_value = [], None, -np.inf
+    self._best_weights, self._wait = None, 0
+
+  def on_epoch_end(self, epoch, logs=None):
+    value = float(self._metric(self.model))
+    self.history.append(value)
+    if logs is not None:
+      logs[ROBUST_ACCURACY] = value
+    if self._writer is not None:
+      with self._writer.as_default():
+        tf.summary.scalar(ROBUST_ACCURACY, value, step=epoch)
+      self._writer.flush()
+    if value > self.best_value:
+      self.best_value, self.best_epoch, self._wait = value, epoch, 0
+      self._best_weights = self.model.get_weights()
+    else:
+      self._wait += 1
+      if self._patience and self._wait >= self._patience:
+        logging.info('Robust accuracy has not improved for %d epochs; stopping.',
+                     self._wait)
+        self.model.stop_training = True
+    logging.info('epoch %d: %s=%.4f (best %.4f)', epoch + 1, ROBUST_ACCURACY, value,
+                 self.best_value)
+
+  def on_train_end(self, logs=None):
+    if self._best_weights is not None:
+      self.model.set_weights(self._best_weights)
+      logging.info('Restored the weights of epoch %d (%s=%.4f).', self.best_epoch + 1,
+                   ROBUST_ACCURACY, self.best_value)
+
+
+def robust_eval_attack(adv: AdvConfig, steps: int) -> AttackConfig:
+  """The model-selection attack: PGD with a random start in the training epsilon
+  ball, step size epsilon / steps (AttackConfig's default)."""
+  return AttackConfig(name='robust_eval', norm=adv.adv_grad_norm, epsilon=adv.epsilon,
+                      steps=steps, random_start=True).validate()
+
+
+class PgdAccuracy:
+  """metric(model) -> accuracy under a PGD attack on a fixed dataset.
+
+  The attack's random start uses a fixed seed, so epochs are compared on the same
+  draw. The compiled attack is reused across epochs.
+  """
+
+  def __init__(self, dataset: tf.data.Dataset, attack: AttackConfig, adv: AdvConfig,
+               seed: int):
+    self._dataset = dataset
+    self._attack = attack
+    self._adv = adv
+    self._seed = seed
+    self._fn = None
+    self._fn_model = None
+
+  def __call__(self, model: keras.Model) -> float:
+    if self._fn is None or self._fn_model is not model:
+      self._fn, self._fn_model = self._compile(model), model
+    correct, total = 0, 0
+    for i, (x, y) in enumerate(self._dataset):
+      c, n = self._fn(x, y, tf.constant([self._seed, i], tf.int32))
+      correct, total = correct + int(c), total + int(n)
+    return correct / max(total, 1)
+
+  def _compile(self, model: keras.Model):
+    attack, adv = self._attack, self._adv
+
+    @tf.function(autograph=False)   # no tensor-dependent Python control flow
+    def correct_under_attack(x, y, seed):
+      x = tf.cast(x, tf.float32)
+
+      def grad_fn(x_adv):
+        with tf.GradientTape() as tape:
+          tape.watch(x_adv)
+          loss = tf.reduce_mean(losses.cross_entropy(y, model(x_adv, training=False)))
+        return tape.gradient(loss, x_adv)
+
+      x_adv = perturbation.adversarial_neighbor(
+          x, grad_fn, step_size=attack.effective_step_size, norm=attack.norm,
+          iterations=attack.steps, epsilon=attack.epsilon, random_init=True,
+          clip_min=adv.clip_value_min, clip_max=adv.clip_value_max, seed=seed)
+      pred = tf.argmax(model(x_adv, training=False), axis=-1)
+      hits = tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(y, pred.dtype)), tf.int64))
+      return hits, tf.size(y, out_type=tf.int64)
+
+    return correct_under_attack

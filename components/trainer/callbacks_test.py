@@ -1,0 +1,86 @@
+"""Tests of the NaN guard and of robust model selection with a stubbed metric."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from components.trainer import callbacks
+from pipeline.config import AdvConfig
+
+
+def _tiny_model():
+  keras.utils.set_random_seed(0)
+  model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+  # Eager: a few dozen tiny steps, so tracing would cost more than it saves.
+  model.compile(optimizer=keras.optimizers.SGD(0.1),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                run_eagerly=True)
+  return model
+
+
+def _data():
+  x = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
+  return x, (x[:, 0] > 0).astype(np.int64)
+
+
+class _RecordWeights(keras.callbacks.Callback):
+  def on_train_begin(self, logs=None):
+    self.per_epoch = []
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.per_epoch.append(self.model.get_weights())
+
+
+@pytest.mark.parametrize('patience,epochs_run', [(2, 4), (0, 6)])
+def test_selection_restores_the_best_epoch_and_stops_after_patience(
+    patience, epochs_run, tmp_path):
+  sequence = iter([0.10, 0.50, 0.30, 0.20, 0.45, 0.40])
+  selection = callbacks.RobustModelSelection(lambda model: next(sequence),
+                                             patience=patience, log_dir=str(tmp_path))
+  recorder = _RecordWeights()
+  model = _tiny_model()
+  history = model.fit(*_data(), epochs=6, batch_size=8, verbose=0,
+                      callbacks=[recorder, selection])
+  assert len(history.history['loss']) == epochs_run
+  assert selection.best_epoch == 1 and selection.best_value == 0.5
+  assert history.history[callbacks.ROBUST_ACCURACY] == pytest.approx(
+      [0.10, 0.50, 0.30, 0.20, 0.45, 0.40][:epochs_run])
+  for restored, best in zip(model.get_weights(), recorder.per_epoch[1]):
+    np.testing.assert_array_equal(restored, best)
+  # The last epoch's weights differ, so the restore did something.
+  assert any(not np.array_equal(a, b)
+             for a, b in zip(recorder.per_epoch[-1], recorder.per_epoch[1]))
+  assert list(tmp_path.glob('events.out.tfevents.*'))
+
+
+def test_nan_loss_raises():
+  guard = callbacks.StopOnNanLoss()
+  guard.on_epoch_end(0, {'loss': 0.3})
+  with pytest.raises(callbacks.NanLossError, match='epoch 3: training loss is nan'):
+    guard.on_epoch_end(2, {'loss': float('nan')})
+  with pytest.raises(callbacks.NanLossError):
+    guard.on_epoch_end(0, {'loss': float('inf')})
+
+
+def test_robust_eval_attack_uses_the_training_epsilon_and_a_random_start():
+  attack = callbacks.robust_eval_attack(AdvConfig(pgd_epsilon=0.3, random_init=True), 10)
+  assert attack.epsilon == 0.3 and attack.steps == 10 and attack.random_start
+  assert attack.effective_step_size == pytest.approx(0.03)
+
+
+def test_pgd_accuracy_is_one_for_a_robust_constant_model_and_drops_for_a_fragile_one():
+  x = tf.fill([8, 4], 0.5)
+  y = tf.zeros([8], tf.int64)
+  ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+  adv = AdvConfig(pgd_epsilon=0.2, random_init=True)
+  metric = callbacks.PgdAccuracy(ds, callbacks.robust_eval_attack(adv, 3), adv, seed=0)
+  constant = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, kernel_initializer='zeros',
+                               bias_initializer=keras.initializers.Constant([1.0, 0.0]))])
+  assert metric(constant) == 1.0
+  # Class 0 wins only while the first pixel stays at or below ~0.5: any attack
+  # that ends with a positive change of that pixel flips it.
+  fragile = keras.Sequential([keras.Input((4,)), keras.layers.Dense(
+      2, kernel_initializer=keras.initializers.Constant([[0.0, 20.0]] + [[0.0, 0.0]] * 3),
+      bias_initializer=keras.initializers.Constant([0.0, -10.001]))])
+  assert float(tf.reduce_mean(tf.cast(tf.argmax(fragile(x), -1) == 0, tf.float32))) == 1.0
+  assert metric(fragile) == 0.0

@@ -1,0 +1,60 @@
+"""Tests that the exported SavedModel honours the signature contract."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components.trainer import export
+from components.trainer import testing_utils
+from components.trainer.model import build_cnn
+from pipeline.config import ModelConfig
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+  fixture = testing_utils.shared_transform_output()
+  tf.keras.utils.set_random_seed(0)
+  model = build_cnn(ModelConfig(conv_filters=(4, 8), dense_units=16))
+  export_dir = str(tmp_path_factory.mktemp('serving'))
+  export.export_serving_model(model, tft.TFTransformOutput(fixture.transform_dir),
+                              export_dir)
+  return fixture, model, tf.saved_model.load(export_dir)
+
+
+def test_has_the_three_signatures(exported):
+  _, _, loaded = exported
+  assert set(loaded.signatures) == {export.SERVING_DEFAULT, export.SERVING_IMAGES,
+                                    export.NORMALIZED_LOGITS}
+  outputs = loaded.signatures[export.NORMALIZED_LOGITS].structured_outputs
+  assert outputs[export.LOGITS].dtype == tf.float32
+  assert outputs[export.LOGITS].shape.as_list() == [None, 10]
+
+
+def test_signatures_agree_with_each_other_and_with_the_model(exported):
+  fixture, model, loaded = exported
+  images = fixture.eval_images[:8]
+  labels = fixture.eval_labels[:8]
+  by_examples = loaded.signatures[export.SERVING_DEFAULT](
+      examples=tf.constant(testing_utils.raw_examples(images, labels)))[export.PROBABILITIES]
+  by_images = loaded.signatures[export.SERVING_IMAGES](
+      images=tf.constant(images))[export.PROBABILITIES]
+  normalized = tf.constant(images.reshape(8, -1) / 255.0, tf.float32)
+  logits = loaded.signatures[export.NORMALIZED_LOGITS](image_xf=normalized)[export.LOGITS]
+  np.testing.assert_allclose(by_examples, by_images, atol=1e-6)
+  np.testing.assert_allclose(by_images, tf.nn.softmax(logits), atol=1e-6)
+  np.testing.assert_allclose(logits, model(normalized), atol=1e-5)
+  np.testing.assert_allclose(np.sum(by_images, axis=1), 1.0, atol=1e-5)
+
+
+def test_normalized_logits_are_differentiable_with_the_model_gradient(exported):
+  fixture, model, loaded = exported
+  x = tf.constant(fixture.eval_images[:4].reshape(4, -1) / 255.0, tf.float32)
+  grads = []
+  for fn in (lambda v: loaded.signatures[export.NORMALIZED_LOGITS](image_xf=v)[
+      export.LOGITS], model):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      loss = tf.reduce_sum(tf.nn.log_softmax(fn(x))[:, 3])
+    grads.append(tape.gradient(loss, x))
+  assert grads[0] is not None and float(tf.reduce_max(tf.abs(grads[0]))) > 0
+  np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)

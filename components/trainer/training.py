@@ -1,0 +1,132 @@
+"""One training run: strategy, data, model, callbacks, fit, export.
+
+Kept apart from run_fn so tests and bench/ drive the same code without TFX FnArgs.
+"""
+import contextlib
+import os
+from typing import Optional, Sequence, Tuple
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from components.trainer import callbacks as callbacks_lib
+from components.trainer import data
+from components.trainer import export
+from components.trainer.adv_model import AdversarialModel
+from components.trainer.model import build_cnn
+from components.trainer.strategy import make_strategy
+from pipeline.config import PipelineConfig
+
+MIXED_PRECISION_POLICY = 'mixed_float16'
+CHECKPOINT_SUBDIR = 'checkpoints'
+ROBUST_LOG_SUBDIR = 'robust_selection'
+
+
+@contextlib.contextmanager
+def precision_policy(mixed: bool):
+  """Sets the 'mixed_float16' global policy for the block (layers built inside keep
+  it) and restores the previous one, so one run cannot leak into the next."""
+  previous = keras.mixed_precision.global_policy()
+  if mixed:
+    keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICY)
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
+
+
+def compile_model(config: PipelineConfig, mode: str) -> AdversarialModel:
+  """The seeded classifier in its adversarial wrapper, compiled. Call it inside the
+  strategy scope (and precision policy) the model will train under."""
+  keras.utils.set_random_seed(config.train.seed)
+  model = AdversarialModel(build_cnn(config.model), config.adv, mode=mode,
+                           seed=config.train.seed)
+  model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
+                jit_compile=config.train.jit_compile and _xla_supported())
+  return model
+
+
+def _xla_supported() -> bool:
+  """False for MirroredStrategy over CPU devices: an XLA cluster cannot read the
+  other replicas' variables there (TF known issue 'tf.Variable on a different
+  device'), so the step would fail; it runs uncompiled instead."""
+  strategy = tf.distribute.get_strategy()
+  if strategy.num_replicas_in_sync == 1:
+    return True
+  devices = strategy.extended.worker_devices
+  if not all('GPU' in d.upper() for d in devices):
+    logging.warning('jit_compile disabled: MirroredStrategy over %s cannot run XLA',
+                    devices)
+    return False
+  return True
+
+
+def make_callbacks(config: PipelineConfig, model_run_dir: str,
+                   holdout: Optional[Tuple[np.ndarray, np.ndarray]]) -> list:
+  """NaN guard, robust model selection (when a holdout is given), per-epoch
+  checkpoints under model_run_dir/checkpoints and TensorBoard logs in model_run_dir.
+  Order matters: the selection adds robust_accuracy to the logs TensorBoard writes."""
+  result = [callbacks_lib.StopOnNanLoss()]
+  if holdout is not None:
+    attack = callbacks_lib.robust_eval_attack(config.adv, config.train.robust_eval_pgd_steps)
+    metric = callbacks_lib.PgdAccuracy(
+        data.evaluation_dataset(*holdout, batch_size=config.eval.batch_size),
+        attack, config.adv, seed=config.train.seed)
+    result.append(callbacks_lib.RobustModelSelection(
+        metric, patience=config.train.early_stopping_patience,
+        log_dir=os.path.join(model_run_dir, ROBUST_LOG_SUBDIR)))
+  result.append(keras.callbacks.ModelCheckpoint(
+      os.path.join(model_run_dir, CHECKPOINT_SUBDIR, 'epoch-{epoch:03d}'),
+      save_weights_only=True))
+  result.append(keras.callbacks.TensorBoard(log_dir=model_run_dir, update_freq='epoch',
+                                            write_graph=False, profile_batch=0))
+  return result
+
+
+def train_and_export(config: PipelineConfig, mode: str, *,
+                     train_files: Sequence[str], eval_files: Sequence[str],
+                     transform_dir: str, serving_model_dir: str, model_run_dir: str,
+                     devices: Optional[Sequence[str]] = None,
+                     verbose: int = 2) -> keras.callbacks.History:
+  """Trains on the transformed examples and exports the SavedModel.
+
+  Raises NanLossError (and exports nothing) if the loss diverges.
+  devices forces a MirroredStrategy device list (tests); None picks automatically.
+  """
+  config.validate()
+  train_cfg = config.train
+  # Before any dataset exists: tf.data derives its shuffle seeds from the global one.
+  keras.utils.set_random_seed(train_cfg.seed)
+  strategy = make_strategy(devices)
+  replicas = strategy.num_replicas_in_sync
+  batch_size = data.global_batch_size(train_cfg.batch_size, replicas)
+  logging.info('Trainer: mode=%s, %d replica(s), global batch %d (= %d per replica), '
+               'adv=%s', mode, replicas, batch_size, train_cfg.batch_size, config.adv)
+
+  transform_output = tft.TFTransformOutput(transform_dir)
+  spec = transform_output.transformed_feature_spec()
+  train_x, train_y = data.read_transformed(train_files, spec)
+  eval_x, eval_y = data.read_transformed(eval_files, spec)
+  holdout = None
+  if train_cfg.robust_eval_examples > 0:
+    (train_x, train_y), holdout = data.split_holdout(
+        train_x, train_y, train_cfg.robust_eval_examples, train_cfg.seed)
+  logging.info('Trainer: %d training, %d validation, %d held-out examples',
+               len(train_y), len(eval_y), 0 if holdout is None else len(holdout[1]))
+  train_ds = data.training_dataset(train_x, train_y, batch_size=batch_size,
+                                   seed=train_cfg.seed,
+                                   shuffle_buffer=train_cfg.shuffle_buffer)
+  eval_ds = data.evaluation_dataset(eval_x, eval_y, batch_size=config.eval.batch_size)
+
+  with precision_policy(train_cfg.mixed_precision):
+    with strategy.scope():
+      model = compile_model(config, mode)
+    history = model.fit(train_ds, epochs=train_cfg.epochs, validation_data=eval_ds,
+                        callbacks=make_callbacks(config, model_run_dir, holdout),
+                        verbose=verbose)
+    export.export_serving_model(model.base, transform_output, serving_model_dir)
+  logging.info('Trainer: exported %s', serving_model_dir)
+  return history
