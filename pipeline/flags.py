@@ -34,6 +34,7 @@ _FIELDS = {
     'min_clean_accuracy': 'eval.thresholds.min_clean_accuracy',
     'max_drop': 'eval.thresholds.max_drop',
 }
+_NULLABLE = ('pgd_epsilon', 'max_drop')
 
 
 def _bool(s: str) -> bool:
@@ -86,7 +87,9 @@ def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
   g.add_argument('--adv-grad-norm', choices=config_lib.GRAD_NORMS,
                  help=f'default {d.adv.adv_grad_norm}')
   g.add_argument('--pgd-iterations', type=int, help=f'default {d.adv.pgd_iterations}')
-  g.add_argument('--pgd-epsilon', type=_optional_float, help='default none')
+  # Flags that take 'none' leave no attribute when unset (default=SUPPRESS).
+  g.add_argument('--pgd-epsilon', type=_optional_float, default=argparse.SUPPRESS,
+                 help='default none')
   g.add_argument('--random-init', type=_bool, help=f'default {d.adv.random_init}')
   g.add_argument('--adv-loss', choices=config_lib.ADV_LOSSES, help=f'default {d.adv.loss}')
   g.add_argument('--trades-beta', type=float, help=f'default {d.adv.trades_beta}')
@@ -101,7 +104,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                  help='minimum accuracy under an attack, repeatable (default ' +
                  ', '.join(f'{k}={v}' for k, v in
                            d.eval.thresholds.min_attack_accuracy.items()) + ')')
-  g.add_argument('--max-drop', type=_optional_float,
+  g.add_argument('--max-drop', type=_optional_float, default=argparse.SUPPRESS,
                  help=f'largest allowed drop vs the last blessed model, or none '
                       f'(default {d.eval.thresholds.max_drop})')
   return p
@@ -131,7 +134,7 @@ def config_from_args(args: argparse.Namespace,
   changes: Dict[str, Any] = {}
   for dest, field in _FIELDS.items():
     value = getattr(args, dest, None)
-    if value is not None:
+    if value is not None or (dest in _NULLABLE and hasattr(args, dest)):
       changes[field] = value
   for dest in ('train_base_model', 'enable_cache'):
     if getattr(args, dest, None) is not None:
