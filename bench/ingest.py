@@ -44,6 +44,8 @@ def main():
   n = numpy_parse(args.data_dir)
   numpy_s = time.perf_counter() - t
 
+  import tfx.v1  # pylint: disable=unused-import,g-import-not-at-top  # import time is not ingestion
+  import components.mnist_example_gen.component  # pylint: disable=unused-import,g-import-not-at-top
   mode = 'in_memory' if args.beam_workers == 1 else 'multi_processing'
   with tempfile.TemporaryDirectory() as root:
     cfg = config_lib.PipelineConfig(
