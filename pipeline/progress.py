@@ -19,7 +19,7 @@ _NOISE = re.compile(
     r'Tensorflow version .* is not|absl::InitializeLog|cuda|TensorRT|'
     r'was not found in the model|Compiled the loaded model|'
     r'Skipping checkpoint|Value in checkpoint could not be found|'
-    r'Found untraced functions|apache_beam|beam:|property_predicate', re.IGNORECASE)
+    r'Found untraced functions|apache_beam|beam:|property_predicate|payload_format', re.IGNORECASE)
 
 
 def quiet_environment() -> None:
