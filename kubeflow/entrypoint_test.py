@@ -18,7 +18,7 @@ EXAMPLES_SCHEMA = 'title: tfx.Examples\ntype: object\n'
 MODEL_SCHEMA = 'title: tfx.Model\ntype: object\n'
 
 
-def _executor_input(inputs=None, outputs=None, output_file='/tmp/out.json'):
+def _executor_input(inputs=None, outputs=None, output_file='/gcs/b/executor_output.json'):
   return json_format.ParseDict({
       'inputs': {'artifacts': {k: {'artifacts': v} for k, v in (inputs or {}).items()}},
       'outputs': {'artifacts': {k: {'artifacts': v} for k, v in (outputs or {}).items()},

@@ -179,7 +179,7 @@ def test_missing_pipeline_is_reported():
      'expected 6 space-separated fields'),
     (['run', '--pipeline-name', 'p', '--data-dir', 'data/mnist'], 'relative path'),
     (['run', '--pipeline-name', 'p', '--span', '-2'], '--span=-2'),
-    (['run', '--pipeline-name', 'p', '--pipeline-root', '/tmp/root'], 'is a local path'),
+    (['run', '--pipeline-name', 'p', '--pipeline-root', '/srv/root'], 'is a local path'),
     (['run', '--package', 'missing.yaml'], 'no such file'),
     (['run', '--package', 'pipeline.json'], 'expected the .yaml'),
 ])
