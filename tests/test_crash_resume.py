@@ -1,5 +1,6 @@
 """Kill the pipeline in the middle of the Trainer, run it again: it completes, and the
 killed execution's partial outputs are never used as finished artifacts."""
+import glob
 import os
 import signal
 import subprocess
@@ -24,8 +25,8 @@ print('PUSHED' if report['push']['pushed'] else 'NOT PUSHED', flush=True)
 
 
 def config(root):
-  # Enough epochs that the Trainer is still running when the test kills it.
-  return e2e.small_config(root, **{'train.epochs': 40, 'train_base_model': False})
+  # Far more epochs than the test waits for: it kills right after the first one.
+  return e2e.small_config(root, **{'train.epochs': 120, 'train_base_model': False})
 
 
 def _start(root, data_dir):
@@ -49,7 +50,13 @@ def test_kill_during_trainer_then_resume(tmp_path):
     assert time.monotonic() < deadline, ''.join(seen[-20:])
   else:
     raise AssertionError('pipeline ended before the Trainer started:\n' + ''.join(seen[-30:]))
-  time.sleep(8)  # into compilation / the first epochs
+  # Kill once the first epoch's checkpoint exists: mid-training, with outputs half made.
+  checkpoints = os.path.join(config(root).pipeline_root, 'Trainer', 'model_run', '*',
+                             'checkpoints', 'epoch-001*')
+  while not glob.glob(checkpoints):
+    assert child.poll() is None, 'pipeline ended before the first checkpoint'
+    assert time.monotonic() < deadline
+    time.sleep(0.2)
   assert child.poll() is None, 'Trainer finished before it could be killed'
   os.killpg(child.pid, signal.SIGKILL)
   child.wait()
