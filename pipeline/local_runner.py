@@ -58,7 +58,7 @@ def run(config: config_lib.PipelineConfig, data_dir: Optional[str],
   if data_only:
     return None
   from pipeline import report as report_lib
-  return report_lib.build_and_write(config, timer.timings, wall, started)
+  return report_lib.build_and_write(config, timer.timings, wall)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

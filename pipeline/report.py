@@ -123,8 +123,7 @@ def write(report: Dict[str, Any], pipeline_root: str) -> str:
   return paths[0]
 
 
-def build_and_write(config, timings, wall_s, started_at: float = 0.0) -> Dict[str, Any]:
-  del started_at  # The run id identifies the run; kept for the runner's call shape.
+def build_and_write(config, timings, wall_s) -> Dict[str, Any]:
   report = build(config, timings, wall_s)
   report['report_path'] = report_path(config.pipeline_root, report['run_id'])
   report['latest_report_path'] = report_path(config.pipeline_root)

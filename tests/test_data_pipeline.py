@@ -11,7 +11,7 @@ from components.mnist_example_gen import idx
 from components.mnist_example_gen import testing
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
-from tests import mlmd_utils
+from pipeline import metadata_queries as mq
 
 
 def _run(tmp_path, data_dir, **cfg):
@@ -21,7 +21,7 @@ def _run(tmp_path, data_dir, **cfg):
       metadata_connection_config=tfx.orchestration.metadata
       .sqlite_metadata_connection_config(cfg.metadata), data_only=True)
   tfx.orchestration.LocalDagRunner().run(p)
-  return mlmd_utils.store(cfg.metadata)
+  return mq.open_store(cfg.metadata)
 
 
 def _records(pattern):
@@ -33,17 +33,17 @@ def _records(pattern):
 def test_data_half_end_to_end(tmp_path):
   data_dir = testing.write_fake_mnist(str(tmp_path / 'data'), n_train=120, n_eval=40)
   s = _run(tmp_path, data_dir)
-  runs = mlmd_utils.executions_by_node(s)
+  runs = mq.executions_by_node(s)
   for node in ('MnistExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen',
                'ExampleValidator', 'Transform'):
-    assert len(mlmd_utils.complete(runs[node])) == 1, node
+    assert len(mq.done(runs[node])) == 1, node
 
-  [examples] = [a for a in mlmd_utils.output_artifacts(s, runs['MnistExampleGen'][0].id)]
+  [examples] = [a for a in mq.artifacts(s, runs['MnistExampleGen'][0].id)]
   assert examples.custom_properties['span'].int_value == 0 or examples.properties['span'].int_value == 0
   assert len(_records(examples.uri + '/Split-train/*.gz')) == 120
   assert len(_records(examples.uri + '/Split-eval/*.gz')) == 40
 
-  outs = mlmd_utils.output_artifacts(s, runs['Transform'][0].id)
+  outs = mq.artifacts(s, runs['Transform'][0].id)
   [xf] = [a for a in outs if a.uri.rstrip('/').split('/')[-2] == 'transformed_examples']
   images, labels = [], []
   for rec in _records(xf.uri + '/Split-eval/*.gz'):
@@ -68,10 +68,10 @@ def test_label_anomaly_stops_before_transform(tmp_path):
   idx.write_idx(os.path.join(data_dir, 'train-labels-idx1-ubyte.gz'), labels)
   with pytest.raises(Exception, match=r"(?s)split train: feature 'label'.*"):
     _run(tmp_path, data_dir)
-  runs = mlmd_utils.executions_by_node(
-      mlmd_utils.store(str(tmp_path / 'root' / 'metadata.sqlite')))
-  assert not mlmd_utils.complete(runs.get('ExampleValidator', []))
-  assert 'Transform' not in runs or not mlmd_utils.complete(runs['Transform'])
+  runs = mq.executions_by_node(
+      mq.open_store(str(tmp_path / 'root' / 'metadata.sqlite')))
+  assert not mq.done(runs.get('ExampleValidator', []))
+  assert 'Transform' not in runs or not mq.done(runs['Transform'])
 
 
 def test_truncated_file_records_no_examples(tmp_path):
@@ -82,8 +82,8 @@ def test_truncated_file_records_no_examples(tmp_path):
   open(path, 'wb').write(gzip.compress(raw[:-1000]))
   with pytest.raises(Exception, match='t10k-images-idx3-ubyte.gz: header promises 20'):
     _run(tmp_path, data_dir)
-  s = mlmd_utils.store(str(tmp_path / 'root' / 'metadata.sqlite'))
-  runs = mlmd_utils.executions_by_node(s)
-  assert not mlmd_utils.complete(runs['MnistExampleGen'])
+  s = mq.open_store(str(tmp_path / 'root' / 'metadata.sqlite'))
+  runs = mq.executions_by_node(s)
+  assert not mq.done(runs['MnistExampleGen'])
   for e in runs['MnistExampleGen']:
-    assert not mlmd_utils.output_artifacts(s, e.id)
+    assert not mq.artifacts(s, e.id)

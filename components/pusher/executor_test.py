@@ -148,3 +148,18 @@ def test_existing_version_is_not_overwritten(tmp_path):
   pushed = outputs['pushed_model'][0]
   assert pushed.get_string_custom_property('pushed_destination') == os.path.join(
       serving_dir, '1234')
+
+
+def test_same_model_is_not_pushed_twice(tmp_path):
+  serving_dir = str(tmp_path / 'serving')
+  inputs, outputs = _artifacts(tmp_path / 'first', blessed=1)
+  executor_lib.Executor().Do(inputs, outputs, _exec_properties(serving_dir))
+  [version] = _numbered(serving_dir)
+
+  # A re-run (new blessing and output, same model files) adds no version.
+  again_inputs, again_outputs = _artifacts(tmp_path / 'again', blessed=1)
+  executor_lib.Executor().Do(again_inputs, again_outputs, _exec_properties(serving_dir))
+  assert _numbered(serving_dir) == [version]
+  pushed = again_outputs['pushed_model'][0]
+  assert pushed.get_int_custom_property('pushed') == 0
+  assert pushed.get_string_custom_property(executor_lib.ALREADY_SERVING_KEY) == version
