@@ -11,6 +11,11 @@ noisy: compare runs made back to back.
 
 The last line printed is one JSON object: adv_examples_per_s, base_examples_per_s,
 adv_over_base_ratio, mode, adv_epoch_seconds, base_epoch_seconds, examples, ...
+
+It also prints the multiply-adds per example of each step, counted from the traced
+graph (bench/step_cost.py), the arithmetic rate each run reached, and the rate of a
+large float32 matmul in the same process: the step is compute-bound when its rate is
+a good fraction of that, and then the time ratio cannot go much below the MAC ratio.
 """
 import argparse
 import json
@@ -24,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tf_keras as keras
 
+from bench import step_cost
 from components.mnist_example_gen import idx
 from components.transform import features
 from components.trainer import data
@@ -61,7 +67,20 @@ class _EpochTimer(keras.callbacks.Callback):
     self.logs.append({k: round(float(v), 4) for k, v in (logs or {}).items()})
 
 
-def _parse_override(text: str):
+def matmul_gflops(size: int = 2048, repeats: int = 20) -> float:
+  """Float32 rate of a large matmul here: what this CPU's kernels reach at best."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  a = tf.random.uniform([size, size])
+  matmul = tf.function(lambda m: tf.matmul(m, m))
+  matmul(a).numpy()
+  start = time.perf_counter()
+  for _ in range(repeats):
+    out = matmul(a)
+  out.numpy()
+  return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def parse_override(text: str):
   key, sep, value = text.partition('=')
   if not sep:
     raise argparse.ArgumentTypeError(f'--set {text!r}: expected key=value')
@@ -72,6 +91,8 @@ def _run(config: PipelineConfig, mode: str, images, labels, epochs: int) -> dict
   ds = data.training_dataset(images, labels, batch_size=config.train.batch_size,
                              seed=config.train.seed, shuffle_buffer=config.train.shuffle_buffer)
   model = training.compile_model(config, mode)
+  macs = step_cost.train_step_macs(model, BATCH_SIZE, images.shape[1],
+                                   config.adv.pgd_iterations) / BATCH_SIZE
   timer = _EpochTimer()
   model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer])
   measured = timer.seconds[1:] if len(timer.seconds) > 1 else timer.seconds
@@ -79,10 +100,12 @@ def _run(config: PipelineConfig, mode: str, images, labels, epochs: int) -> dict
             'warmup_seconds': round(timer.seconds[0], 3),
             'mean_epoch_seconds': float(np.mean(measured)),
             'examples_per_s': len(labels) / float(np.mean(measured)),
-            'last_logs': timer.logs[-1]}
+            'last_logs': timer.logs[-1], 'macs_per_example': macs}
+  result['gflops'] = 2 * macs * result['examples_per_s'] / 1e9
   print(f'{mode:11s} epochs (s): {result["epoch_seconds"]}  -> '
         f'{result["examples_per_s"]:.0f} examples/s, '
         f'{1000 * result["mean_epoch_seconds"] / -(-len(labels) // BATCH_SIZE):.2f} ms/step; '
+        f'{macs / 1e6:.2f} M multiply-adds/example = {result["gflops"]:.0f} GFLOP/s; '
         f'last epoch {result["last_logs"]}', flush=True)
   return result
 
@@ -96,7 +119,7 @@ def main(argv=None) -> dict:
                       help='use only the first N training examples')
   parser.add_argument('--data-dir', default=os.environ.get('MNIST_DIR'))
   parser.add_argument('--set', dest='overrides', action='append', default=[],
-                      type=_parse_override, metavar='KEY=JSON',
+                      type=parse_override, metavar='KEY=JSON',
                       help='config override, e.g. --set train.jit_compile=false')
   args = parser.parse_args(argv)
   if not args.data_dir:
@@ -116,6 +139,8 @@ def main(argv=None) -> dict:
   print(f'bench: {len(y)} examples, batch {BATCH_SIZE}, {args.epochs} epoch(s) per run '
         f'(first is warm-up), jit_compile={base_config.train.jit_compile}', flush=True)
 
+  peak = matmul_gflops()
+  print(f'reference: a 2048x2048 float32 matmul runs at {peak:.0f} GFLOP/s here', flush=True)
   base = _run(base_config, 'base', x, y, args.epochs)
   adv = None
   if MODES[args.mode] is not None:
@@ -131,6 +156,13 @@ def main(argv=None) -> dict:
       'base_epoch_seconds': round(base['mean_epoch_seconds'], 3),
       'adv_all_epoch_seconds': adv['epoch_seconds'] if adv else None,
       'base_all_epoch_seconds': base['epoch_seconds'],
+      'adv_macs_per_example': adv['macs_per_example'] if adv else None,
+      'base_macs_per_example': base['macs_per_example'],
+      'adv_over_base_macs': (round(adv['macs_per_example'] / base['macs_per_example'], 3)
+                             if adv else None),
+      'adv_gflops': round(adv['gflops'], 1) if adv else None,
+      'base_gflops': round(base['gflops'], 1),
+      'matmul_gflops': round(peak, 1),
       'examples': int(len(y)), 'batch_size': BATCH_SIZE, 'epochs': args.epochs,
       'jit_compile': base_config.train.jit_compile,
   }
@@ -138,7 +170,8 @@ def main(argv=None) -> dict:
     print(f'adversarial: {result["adv_examples_per_s"]} examples/s '
           f'({result["adv_epoch_seconds"]} s/epoch); base: '
           f'{result["base_examples_per_s"]} examples/s ({result["base_epoch_seconds"]} '
-          f's/epoch); ratio {result["adv_over_base_ratio"]}')
+          f's/epoch); ratio {result["adv_over_base_ratio"]} (multiply-adds: '
+          f'{result["adv_over_base_macs"]}x)')
   print(json.dumps(result), flush=True)
   return result
 

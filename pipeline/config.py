@@ -180,9 +180,15 @@ class AttackConfig:
     return self.step_size if self.step_size is not None else self.epsilon / self.steps
 
 
+MNIST_TEST_SIZE = 10_000
+
+
 def default_attacks() -> Tuple[AttackConfig, ...]:
   return (
-      AttackConfig(name='fgsm', epsilon=0.2, steps=1),
+      # FGSM on the whole MNIST test split (~1.5 s), like the tutorial's table: its
+      # first 2,000 images are harder to protect than the rest (about 91% against
+      # 94% transfer accuracy for the tutorial's adversarial model).
+      AttackConfig(name='fgsm', epsilon=0.2, steps=1, sample_size=MNIST_TEST_SIZE),
       AttackConfig(name='pgd40', epsilon=0.2, steps=40, step_size=0.01,
                    random_start=True),
   )
@@ -217,7 +223,8 @@ class EvalConfig:
   # Robustness curve: FGSM and PGD (same settings as the PGD attack above) at each eps.
   epsilon_sweep: Tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
   sweep_sample_size: int = 1000
-  sample_size: int = 2000   # per attack, first N eval examples; clean uses all
+  sample_size: int = 2000   # first N eval examples per attack without its own
+                            # sample_size; clean uses all
   batch_size: int = 500
   seed: int = 0
   thresholds: Thresholds = dataclasses.field(default_factory=Thresholds)

@@ -96,7 +96,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
   g = p.add_argument_group('robustness gate')
   g.add_argument('--eval-sample-size', type=int,
-                 help=f'examples per attack, default {d.eval.sample_size}')
+                 help=f'examples per attack that sets none (PGD), default {d.eval.sample_size}; '
+                      'FGSM runs on the whole test split')
   g.add_argument('--min-clean-accuracy', type=float,
                  help=f'default {d.eval.thresholds.min_clean_accuracy}')
   g.add_argument('--min-attack-accuracy', action='append', default=None,
