@@ -19,6 +19,8 @@ Settings (all AdvConfig):
   random_init, since the KL gradient vanishes at the clean input).
 
 Mode 'base' trains on the labeled loss only (the non-robust baseline).
+Logged per epoch: loss, labeled_loss, scaled_adversarial_loss (multiplier * adversarial
+loss, NSL's metric name) and accuracy.
 Distribution: per-example losses are averaged over the GLOBAL batch
 (tf.nn.compute_average_loss), so summing replica gradients gives the one-device
 gradient. Mixed precision: losses are scaled when the optimizer is a
@@ -59,7 +61,7 @@ class AdversarialModel(keras.Model):
     self._seed = seed
     self._loss_tracker = keras.metrics.Mean('loss')
     self._labeled_tracker = keras.metrics.Mean('labeled_loss')
-    self._adv_tracker = keras.metrics.Mean('adv_loss')
+    self._adv_tracker = keras.metrics.Mean('scaled_adversarial_loss')
     self._accuracy = keras.metrics.SparseCategoricalAccuracy('accuracy')
 
   def call(self, inputs, training=None):

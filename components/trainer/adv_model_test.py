@@ -68,16 +68,17 @@ def test_multiplier_zero_trains_exactly_like_base_mode():
   for a, b in zip(base.base.get_weights(), adv.base.get_weights()):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert adv_logs['labeled_loss'] == pytest.approx(base_logs['labeled_loss'], rel=1e-5)
-  assert adv_logs['adv_loss'] == [0.0]
+  assert adv_logs['scaled_adversarial_loss'] == [0.0]
 
 
 def test_short_training_lowers_labeled_and_adversarial_loss():
   _, logs = _fit(_config(), 'adversarial', epochs=4, count=256)
-  assert set(logs) == {'loss', 'labeled_loss', 'adv_loss', 'accuracy'}
+  assert set(logs) == {'loss', 'labeled_loss', 'scaled_adversarial_loss', 'accuracy'}
   assert logs['labeled_loss'][-1] < 0.5 * logs['labeled_loss'][0]
-  assert logs['adv_loss'][-1] < 0.85 * logs['adv_loss'][0]
+  assert logs['scaled_adversarial_loss'][-1] < 0.85 * logs['scaled_adversarial_loss'][0]
   # The per-epoch means add up: loss = labeled + scaled adversarial.
-  np.testing.assert_allclose(logs['loss'], np.add(logs['labeled_loss'], logs['adv_loss']),
+  np.testing.assert_allclose(logs['loss'],
+                             np.add(logs['labeled_loss'], logs['scaled_adversarial_loss']),
                              rtol=1e-4)
 
 
@@ -97,7 +98,7 @@ def test_base_mode_logs_no_adversarial_loss():
     {'adv.pgd_iterations': 3, 'adv.pgd_epsilon': 0.1, 'adv.adv_step_size': 0.05},
     # Fast adversarial training (Wong et al.): random start + one 1.25*eps step.
     {'adv.pgd_epsilon': 0.1, 'adv.random_init': True, 'adv.adv_step_size': 0.125},
-    # Madry: the adversarial loss alone, so loss == adv_loss.
+    # Madry: the adversarial loss alone, so loss == scaled_adversarial_loss.
     {'adv.loss': 'adv_only', 'adv.pgd_iterations': 2, 'adv.pgd_epsilon': 0.1},
     {'adv.loss': 'trades', 'adv.random_init': True, 'adv.pgd_epsilon': 0.1,
      'adv.pgd_iterations': 2, 'adv.adv_step_size': 0.05},
@@ -106,9 +107,9 @@ def test_base_mode_logs_no_adversarial_loss():
 def test_every_mode_trains_with_finite_losses(changes):
   _, logs = _fit(_config(**changes), 'adversarial', count=64)
   assert all(np.isfinite(v[0]) for v in logs.values())
-  assert logs['adv_loss'][0] > 0
+  assert logs['scaled_adversarial_loss'][0] > 0
   if changes.get('adv.loss') == 'adv_only':
-    assert logs['loss'] == pytest.approx(logs['adv_loss'], rel=1e-5)
+    assert logs['loss'] == pytest.approx(logs['scaled_adversarial_loss'], rel=1e-5)
 
 
 def test_fast_adversarial_training_lands_on_the_epsilon_ball_from_a_random_start():

@@ -46,7 +46,8 @@ def _two_replica_child() -> None:
     result[name] = {
         'replicas': replicas, 'strategy': type(strategy).__name__,
         'jit_compile_kept': bool(jit_model.jit_compile),
-        'loss': history['loss'], 'adv_loss': history['adv_loss'],
+        'loss': history['loss'],
+        'scaled_adversarial_loss': history['scaled_adversarial_loss'],
         'weights': [w.tolist() for w in model.base.get_weights()]}
   print(json.dumps(result))
 
@@ -63,7 +64,8 @@ def test_two_logical_cpus_train_like_one_device_with_the_same_global_batch():
   # XLA cannot run MirroredStrategy over CPU devices, so it is turned off there only.
   assert not mirrored['jit_compile_kept'] and single['jit_compile_kept']
   assert mirrored['loss'] == pytest.approx(single['loss'], rel=1e-4)
-  assert mirrored['adv_loss'] == pytest.approx(single['adv_loss'], rel=1e-4)
+  assert mirrored['scaled_adversarial_loss'] == pytest.approx(
+      single['scaled_adversarial_loss'], rel=1e-4)
   import numpy as np
   for a, b in zip(mirrored['weights'], single['weights']):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
