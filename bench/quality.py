@@ -41,9 +41,10 @@ def _normalized(data_dir: str, split: str):
 def _train(config: PipelineConfig, mode: str, x, y):
   ds = data.training_dataset(x, y, batch_size=config.train.batch_size,
                              seed=config.train.seed, shuffle_buffer=config.train.shuffle_buffer)
-  model = training.compile_model(config, mode)
-  start = time.perf_counter()
-  model.fit(ds, epochs=config.train.epochs, verbose=0)
+  with training.precision_policy(config.train.precision):
+    model = training.compile_model(config, mode)
+    start = time.perf_counter()
+    model.fit(ds, epochs=config.train.epochs, verbose=0)
   return model.base, time.perf_counter() - start
 
 

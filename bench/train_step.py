@@ -90,11 +90,12 @@ def parse_override(text: str):
 def _run(config: PipelineConfig, mode: str, images, labels, epochs: int) -> dict:
   ds = data.training_dataset(images, labels, batch_size=config.train.batch_size,
                              seed=config.train.seed, shuffle_buffer=config.train.shuffle_buffer)
-  model = training.compile_model(config, mode)
-  macs = step_cost.train_step_macs(model, BATCH_SIZE, images.shape[1],
-                                   config.adv.pgd_iterations) / BATCH_SIZE
   timer = _EpochTimer()
-  model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer])
+  with training.precision_policy(config.train.precision):
+    model = training.compile_model(config, mode)
+    macs = step_cost.train_step_macs(model, BATCH_SIZE, images.shape[1],
+                                     config.adv.pgd_iterations) / BATCH_SIZE
+    model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer])
   measured = timer.seconds[1:] if len(timer.seconds) > 1 else timer.seconds
   result = {'epoch_seconds': [round(s, 3) for s in timer.seconds],
             'warmup_seconds': round(timer.seconds[0], 3),
@@ -137,7 +138,8 @@ def main(argv=None) -> dict:
   overrides.update({'train.batch_size': BATCH_SIZE, 'train.epochs': args.epochs})
   base_config = PipelineConfig().replace(**overrides)
   print(f'bench: {len(y)} examples, batch {BATCH_SIZE}, {args.epochs} epoch(s) per run '
-        f'(first is warm-up), jit_compile={base_config.train.jit_compile}', flush=True)
+        f'(first is warm-up), jit_compile={base_config.train.jit_compile}, '
+        f'precision={base_config.train.precision}', flush=True)
 
   peak = matmul_gflops()
   print(f'reference: a 2048x2048 float32 matmul runs at {peak:.0f} GFLOP/s here', flush=True)
@@ -165,6 +167,7 @@ def main(argv=None) -> dict:
       'matmul_gflops': round(peak, 1),
       'examples': int(len(y)), 'batch_size': BATCH_SIZE, 'epochs': args.epochs,
       'jit_compile': base_config.train.jit_compile,
+      'precision': base_config.train.precision,
   }
   if adv:
     print(f'adversarial: {result["adv_examples_per_s"]} examples/s '

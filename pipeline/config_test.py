@@ -28,6 +28,7 @@ def test_defaults_are_the_tutorial_hparams():
     ('eval.thresholds.min_clean_accuracy', 1.5, 'min_clean_accuracy=1.5'),
     ('eval.thresholds.max_drop', -0.1, 'max_drop=-0.1'),
     ('train.epochs', 0, 'epochs=0'),
+    ('train.precision', 'float16', "precision='float16'"),
 ])
 def test_bad_values_are_rejected_with_the_field_named(field, value, message):
   with pytest.raises(config_lib.ConfigError, match=message.replace('(', r'\(')):
@@ -43,12 +44,12 @@ def test_flags_override_one_field_each():
   c = flags.config_from_args(_parse([
       '--epochs', '1', '--multiplier', '0.3', '--adv-grad-norm', 'l2',
       '--min-attack-accuracy', 'pgd40=0.5', '--max-drop', 'none',
-      '--no-base-model', '--beam-workers', '2']))
+      '--no-base-model', '--beam-workers', '2', '--precision', 'mixed_bfloat16']))
   d = config_lib.PipelineConfig()
   assert c.train.epochs == 1 and c.adv.multiplier == 0.3 and c.adv.adv_grad_norm == 'l2'
   assert c.eval.thresholds.min_attack_accuracy == {'fgsm': 0.8, 'pgd40': 0.5}
   assert c.eval.thresholds.max_drop is None and c.train_base_model is False
-  assert '--direct_num_workers=2' in c.beam_args
+  assert '--direct_num_workers=2' in c.beam_args and c.train.precision == 'mixed_bfloat16'
   assert c.adv.adv_step_size == d.adv.adv_step_size and c.model == d.model
 
 

@@ -20,7 +20,7 @@ _FIELDS = {
     'batch_size': 'train.batch_size',
     'learning_rate': 'train.learning_rate',
     'seed': 'train.seed',
-    'mixed_precision': 'train.mixed_precision',
+    'precision': 'train.precision',
     'jit_compile': 'train.jit_compile',
     'multiplier': 'adv.multiplier',
     'adv_step_size': 'adv.adv_step_size',
@@ -78,7 +78,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
   g.add_argument('--batch-size', type=int, help=f'per replica, default {d.train.batch_size}')
   g.add_argument('--learning-rate', type=float, help=f'default {d.train.learning_rate}')
   g.add_argument('--seed', type=int, help=f'default {d.train.seed}')
-  g.add_argument('--mixed-precision', type=_bool, help='mixed_float16 on GPUs')
+  g.add_argument('--precision', choices=config_lib.PRECISIONS,
+                 help=f'Keras dtype policy, default {d.train.precision}')
   g.add_argument('--jit-compile', type=_bool, help=f'XLA, default {d.train.jit_compile}')
 
   g = p.add_argument_group('adversarial regularization (NSL names)')

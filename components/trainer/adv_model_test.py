@@ -143,8 +143,26 @@ def test_unknown_mode_is_rejected():
 
 
 def test_mixed_precision_training_step_runs_with_loss_scaling():
-  cfg = _config(**{'train.mixed_precision': True})
-  with precision_policy(mixed=True):
+  cfg = _config(**{'train.precision': 'mixed_float16'})
+  with precision_policy(cfg.train.precision):
     model, logs = _fit(cfg, 'adversarial', count=64)
   assert isinstance(model.optimizer, keras.mixed_precision.LossScaleOptimizer)
   assert np.isfinite(logs['loss'][0])
+
+
+def test_bfloat16_training_learns_without_loss_scaling():
+  cfg = _config(**{'train.precision': 'mixed_bfloat16'})
+  with precision_policy(cfg.train.precision):
+    model, logs = _fit(cfg, 'adversarial', epochs=4, count=256)
+  assert not isinstance(model.optimizer, keras.mixed_precision.LossScaleOptimizer)
+  assert model.base.get_layer('conv2').compute_dtype == 'bfloat16'
+  # The float32 test's bars (test_short_training_lowers_labeled_and_adversarial_loss).
+  assert logs['labeled_loss'][-1] < 0.5 * logs['labeled_loss'][0]
+  assert logs['scaled_adversarial_loss'][-1] < 0.85 * logs['scaled_adversarial_loss'][0]
+  assert keras.mixed_precision.global_policy().name == 'float32'
+
+
+def test_unknown_precision_is_rejected():
+  with pytest.raises(ValueError, match="precision='float8'"):
+    with precision_policy('float8'):
+      pass

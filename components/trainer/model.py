@@ -15,8 +15,9 @@ def build_cnn(config: ModelConfig, name: str = 'cnn') -> keras.Model:
   """conv(ReLU) [2x2 max-pool conv(ReLU)]... -> flatten -> dense(ReLU) -> logits.
 
   Pooling sits between convolutions, as in the tutorial (none after the last).
-  Under a 'mixed_float16' global policy the layers compute in float16 and the
-  final cast keeps the logits float32, so losses and softmax stay accurate.
+  Under a mixed global policy (TrainConfig.precision) the layers compute in float16
+  or bfloat16 and the final cast keeps the logits float32, so losses and softmax
+  stay accurate.
   """
   config.validate()
   side = config.image_size

@@ -72,10 +72,12 @@ def test_input_conv_rejects_unsupported_settings():
     input_conv.InputConv2D(4, 3, strides=2)
 
 
-def test_mixed_precision_keeps_logits_float32():
-  with precision_policy(mixed=True):
+@pytest.mark.parametrize('policy,compute', [('mixed_float16', 'float16'),
+                                            ('mixed_bfloat16', 'bfloat16')])
+def test_mixed_precision_keeps_logits_float32(policy, compute):
+  with precision_policy(policy):
     model = build_cnn(ModelConfig(conv_filters=(4,), dense_units=8))
-    assert model.get_layer('conv1').compute_dtype == 'float16'
+    assert model.get_layer('conv1').compute_dtype == compute
     logits = model(tf.zeros([2, 784]))
   assert logits.dtype == tf.float32
   assert keras.mixed_precision.global_policy().name == 'float32'

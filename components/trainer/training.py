@@ -18,20 +18,22 @@ from components.trainer import export
 from components.trainer.adv_model import AdversarialModel
 from components.trainer.model import build_cnn
 from components.trainer.strategy import make_strategy
-from pipeline.config import PipelineConfig
+from pipeline.config import PRECISIONS, PipelineConfig
 
-MIXED_PRECISION_POLICY = 'mixed_float16'
 CHECKPOINT_SUBDIR = 'checkpoints'
 ROBUST_LOG_SUBDIR = 'robust_selection'
 
 
 @contextlib.contextmanager
-def precision_policy(mixed: bool):
-  """Sets the 'mixed_float16' global policy for the block (layers built inside keep
-  it) and restores the previous one, so one run cannot leak into the next."""
+def precision_policy(policy: str):
+  """Sets the Keras global dtype policy (TrainConfig.precision) for the block; layers
+  built inside keep it. Restores the previous one, so one run cannot leak into the
+  next. compile() wraps the optimizer for loss scaling under 'mixed_float16' only:
+  bfloat16 has float32's exponent range, so its gradients do not underflow."""
+  if policy not in PRECISIONS:
+    raise ValueError(f'precision={policy!r}: must be one of {PRECISIONS}')
   previous = keras.mixed_precision.global_policy()
-  if mixed:
-    keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICY)
+  keras.mixed_precision.set_global_policy(policy)
   try:
     yield
   finally:
@@ -121,7 +123,7 @@ def train_and_export(config: PipelineConfig, mode: str, *,
                                    shuffle_buffer=train_cfg.shuffle_buffer)
   eval_ds = data.evaluation_dataset(eval_x, eval_y, batch_size=config.eval.batch_size)
 
-  with precision_policy(train_cfg.mixed_precision):
+  with precision_policy(train_cfg.precision):
     with strategy.scope():
       model = compile_model(config, mode)
     history = model.fit(train_ds, epochs=train_cfg.epochs, validation_data=eval_ds,
