@@ -19,68 +19,49 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf
 
-from bench.train_step import parse_override
-from components.mnist_example_gen import idx
+from bench.train_step import load_normalized, parse_override, train
 from components.robustness_evaluator import attacks
-from components.transform import features
-from components.trainer import data
-from components.trainer import training
-from pipeline.config import PipelineConfig
+from pipeline.config import AttackConfig, PipelineConfig
 
 EPSILON = 0.2
-
-
-def _normalized(data_dir: str, split: str):
-  images, labels = idx.load_split(data_dir, split)
-  return (images.reshape(len(images), -1).astype(np.float32) / features.MAX_PIXEL,
-          labels.astype(np.int64))
+BATCH = 500
 
 
 def _train(config: PipelineConfig, mode: str, x, y):
-  ds = data.training_dataset(x, y, batch_size=config.train.batch_size,
-                             seed=config.train.seed, shuffle_buffer=config.train.shuffle_buffer)
-  with training.precision_policy(config.train.precision):
-    model = training.compile_model(config, mode)
-    start = time.perf_counter()
-    model.fit(ds, epochs=config.train.epochs, verbose=0)
+  start = time.perf_counter()
+  model = train(config, mode, x, y)
   return model.base, time.perf_counter() - start
 
 
-def _attack(model, x, y, steps: int, batch: int = 500) -> np.ndarray:
-  """L-inf neighbors at EPSILON: FGSM (one step) or PGD (steps of EPSILON/10 from
-  a random start), clipped to [0, 1] as the Evaluator does."""
-  logits_fn = tf.function(lambda v: model(v, training=False))
-  out = []
-  for start in range(0, len(y), batch):
-    x_adv, _ = attacks.attack_batch(
-        logits_fn, tf.constant(x[start:start + batch]), tf.constant(y[start:start + batch]),
-        norm='infinity', steps=steps, random_start=steps > 1, restarts=1,
-        epsilon=tf.constant(EPSILON), step_size=tf.constant(EPSILON if steps == 1 else EPSILON / 10),
-        seed=tf.constant([0, start]), clip_min=0.0, clip_max=1.0)
-    out.append(x_adv.numpy())
-  return np.concatenate(out)
+def _accuracy(attacker: attacks.Attacker, x, y, attack=None) -> float:
+  """Clean accuracy, or accuracy on the attack's white-box neighbors."""
+  logits = attacker.logits(x) if attack is None else attacker.attack(x, y, attack)[1]
+  return float(np.mean(attacks.predictions(logits) == y))
 
 
-def _accuracy(model, x, y) -> float:
-  return float(np.mean(np.argmax(model.predict(x, batch_size=1000, verbose=0), -1) == y))
-
-
-def run_seed(config: PipelineConfig, train, test, pgd_examples: int, pgd_steps: int) -> dict:
-  (x, y), (xt, yt) = train, test
-  base, base_s = _train(config, 'base', x, y)
-  adv, adv_s = _train(config, 'adversarial', x, y)
-  from_base = _attack(base, xt, yt, steps=1)
+def run_seed(config: PipelineConfig, train_split, test, pgd_examples: int,
+             pgd_steps: int) -> dict:
+  """The Evaluator's Attacker, L-inf at EPSILON: FGSM, and PGD of EPSILON/10 steps
+  from a random start, clipped to [0, 1]."""
+  (x, y), (xt, yt) = train_split, test
+  fgsm = AttackConfig(name='fgsm', epsilon=EPSILON, steps=1)
+  pgd = AttackConfig(name=f'pgd{pgd_steps}', epsilon=EPSILON, steps=pgd_steps,
+                     step_size=EPSILON / 10, random_start=True)
+  trained = {mode: _train(config, mode, x, y) for mode in ('base', 'adversarial')}
+  attackers = {mode: attacks.Attacker(lambda v, m=model: m(v, training=False),
+                                      batch_size=BATCH, seed=config.train.seed, name=mode)
+               for mode, (model, _) in trained.items()}
+  from_base = attackers['base'].attack(xt, yt, fgsm)[0]
   xp, yp = xt[:pgd_examples], yt[:pgd_examples]
   result = {}
-  for name, model, seconds in (('base', base, base_s), ('adversarial', adv, adv_s)):
-    result[name] = {
-        'clean': _accuracy(model, xt, yt),
-        'fgsm_transfer': _accuracy(model, from_base, yt),
-        'fgsm_whitebox': _accuracy(model, _attack(model, xt, yt, steps=1), yt),
-        f'pgd{pgd_steps}_whitebox': _accuracy(model, _attack(model, xp, yp, pgd_steps), yp),
-        'train_seconds': round(seconds, 1)}
+  for mode, attacker in attackers.items():
+    result[mode] = {
+        'clean': _accuracy(attacker, xt, yt),
+        'fgsm_transfer': _accuracy(attacker, from_base, yt),
+        'fgsm_whitebox': _accuracy(attacker, xt, yt, fgsm),
+        f'pgd{pgd_steps}_whitebox': _accuracy(attacker, xp, yp, pgd),
+        'train_seconds': round(trained[mode][1], 1)}
   return result
 
 
@@ -95,13 +76,14 @@ def main(argv=None) -> dict:
   args = parser.parse_args(argv)
   if not args.data_dir:
     parser.error('set MNIST_DIR or pass --data-dir (directory of the four IDX files)')
-  train, test = _normalized(args.data_dir, 'train'), _normalized(args.data_dir, 'eval')
+  train_split = load_normalized(args.data_dir, 'train')
+  test = load_normalized(args.data_dir, 'eval')
   base_config = PipelineConfig().replace(**dict(args.overrides))
-  print(f'quality: {len(train[1])} training / {len(test[1])} test images, seeds '
+  print(f'quality: {len(train_split[1])} training / {len(test[1])} test images, seeds '
         f'{args.seeds}, {base_config.train.epochs} epochs, adv={base_config.adv}', flush=True)
   per_seed = {}
   for seed in args.seeds:
-    per_seed[seed] = run_seed(base_config.replace(**{'train.seed': seed}), train, test,
+    per_seed[seed] = run_seed(base_config.replace(**{'train.seed': seed}), train_split, test,
                               args.pgd_examples, args.pgd_steps)
     print(f'seed {seed}: {json.dumps(per_seed[seed])}', flush=True)
   spread = {}

@@ -87,15 +87,28 @@ def parse_override(text: str):
   return key, json.loads(value)
 
 
-def _run(config: PipelineConfig, mode: str, images, labels, epochs: int) -> dict:
+def load_normalized(data_dir: str, split: str):
+  """One IDX split as the Transform outputs it: float32 [N, 784] in [0, 1], int64 labels."""
+  images, labels = idx.load_split(data_dir, split)
+  return (images.reshape(len(images), -1).astype(np.float32) / features.MAX_PIXEL,
+          labels.astype(np.int64))
+
+
+def train(config: PipelineConfig, mode: str, images, labels, callbacks=()):
+  """The Trainer's model, data and precision policy, fit for config.train.epochs."""
   ds = data.training_dataset(images, labels, batch_size=config.train.batch_size,
                              seed=config.train.seed, shuffle_buffer=config.train.shuffle_buffer)
-  timer = _EpochTimer()
   with training.precision_policy(config.train.precision):
     model = training.compile_model(config, mode)
-    macs = step_cost.train_step_macs(model, BATCH_SIZE, images.shape[1],
-                                     config.adv.pgd_iterations) / BATCH_SIZE
-    model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer])
+    model.fit(ds, epochs=config.train.epochs, verbose=0, callbacks=list(callbacks))
+  return model
+
+
+def _run(config: PipelineConfig, mode: str, images, labels) -> dict:
+  timer = _EpochTimer()
+  model = train(config, mode, images, labels, callbacks=[timer])
+  macs = step_cost.train_step_macs(model, BATCH_SIZE, images.shape[1],
+                                   config.adv.pgd_iterations) / BATCH_SIZE
   measured = timer.seconds[1:] if len(timer.seconds) > 1 else timer.seconds
   result = {'epoch_seconds': [round(s, 3) for s in timer.seconds],
             'warmup_seconds': round(timer.seconds[0], 3),
@@ -128,12 +141,10 @@ def main(argv=None) -> dict:
   if args.epochs < 1:
     parser.error(f'--epochs={args.epochs}: must be >= 1')
 
-  images, labels = idx.load_split(args.data_dir, 'train')
-  if args.examples:
-    images, labels = images[:args.examples], labels[:args.examples]
   # The Transform's normalization, done here without a Beam run.
-  x = images.reshape(len(images), -1).astype(np.float32) / features.MAX_PIXEL
-  y = labels.astype(np.int64)
+  x, y = load_normalized(args.data_dir, 'train')
+  if args.examples:
+    x, y = x[:args.examples], y[:args.examples]
   overrides = dict(args.overrides)
   overrides.update({'train.batch_size': BATCH_SIZE, 'train.epochs': args.epochs})
   base_config = PipelineConfig().replace(**overrides)
@@ -143,11 +154,11 @@ def main(argv=None) -> dict:
 
   peak = matmul_gflops()
   print(f'reference: a 2048x2048 float32 matmul runs at {peak:.0f} GFLOP/s here', flush=True)
-  base = _run(base_config, 'base', x, y, args.epochs)
+  base = _run(base_config, 'base', x, y)
   adv = None
   if MODES[args.mode] is not None:
     adv_config = base_config.replace(**MODES[args.mode])
-    adv = _run(adv_config, 'adversarial', x, y, args.epochs)
+    adv = _run(adv_config, 'adversarial', x, y)
   result = {
       'mode': args.mode,
       'adv_examples_per_s': round(adv['examples_per_s'], 1) if adv else None,
