@@ -45,6 +45,6 @@ if [ ! -x "$VENV/bin/python" ] || ! is_py310 "$VENV/bin/python"; then
 fi
 "$VENV/bin/python" -m pip install -q "uv==$UV_VERSION" 2>&1 | grep -v -E "^WARNING: Location 'file:" || true
 # uv installs the fully pinned lock without resolving, so nothing backtracks.
-"$VENV/bin/uv" pip sync -q --python "$VENV/bin/python" requirements.lock
+"$VENV/bin/uv" pip sync -q --compile-bytecode --python "$VENV/bin/python" requirements.lock
 "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -e .
 echo "bootstrap: $VENV ready ($("$VENV/bin/python" --version 2>&1), lock $(grep -c '==' requirements.lock) pins)"
