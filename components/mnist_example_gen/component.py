@@ -12,6 +12,11 @@ from tfx.proto import example_gen_pb2
 
 from components.mnist_example_gen import executor
 
+# Deliberately broader than the files read: a glob cannot say "stem, optionally
+# .gz", and the driver fingerprints every match, so the fingerprint must cover at
+# least the files read (a narrower pattern could miss a changed one and reuse a stale
+# cache). The executor then selects the exact official names (executor.split_files);
+# an extra match such as a .md5 file only costs a re-ingestion when it changes.
 TRAIN_PATTERN = 'train-*-idx?-ubyte*'
 EVAL_PATTERN = 't10k-*-idx?-ubyte*'
 

@@ -85,17 +85,13 @@ def resolve_data_dir(data_dir: Optional[str] = None,
                      span_pattern: Optional[str] = None) -> str:
   """The directory to ingest: data_dir if given (checked), else the download cache.
 
-  With a span pattern the IDX files sit in span sub-folders, which ExampleGen's
-  driver resolves; here only the directory itself is checked.
+  With a span pattern the IDX files sit in span sub-folders; the newest one, which
+  ExampleGen's driver will pick, is checked.
   """
   if data_dir:
     data_dir = os.path.abspath(data_dir)
-    if span_pattern:
-      if not os.path.isdir(data_dir) or not os.listdir(data_dir):
-        raise idx.MnistDataError(f'{data_dir}: span directory is missing or empty '
-                                 f'(expected sub-folders matching {span_pattern!r})')
-      return data_dir
-    return idx.check_data_dir(data_dir)
+    idx.check_data_dir(data_dir, span_pattern)
+    return data_dir
   if span_pattern:
     raise idx.MnistDataError('--span-pattern needs --data-dir (or MNIST_DIR)')
   return os.path.abspath(ensure_mnist(cache_dir))

@@ -4,9 +4,11 @@ A custom ExampleGen because no TFX ExampleGen reads IDX. It plugs into TFX's
 BaseExampleGenExecutor, so splitting, span/version resolution and the TFRecord
 writing stay TFX's own.
 """
+import fnmatch
 import os
 from typing import Any, Dict, Iterator, List, Tuple
 
+from absl import logging
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
@@ -21,18 +23,43 @@ CHUNK_SIZE = 4096
 
 
 def split_files(input_base: str, split_pattern: str) -> Tuple[str, str]:
-  """(images_path, labels_path) matched by one split's pattern under input_base."""
+  """(images_path, labels_path) of one split, picked by exact official file name.
+
+  The split pattern only narrows the directory listing (see component.py); files
+  are then selected by their exact names (``<stem>`` or ``<stem>.gz``), so a
+  ``.md5`` beside the data, a ``.old`` copy or other files are ignored, and when
+  both the gzip and the raw form are present idx.pick chooses (gzip).
+  """
   pattern = os.path.join(input_base, split_pattern)
-  matches = sorted(tf.io.gfile.glob(pattern))
-  images = [m for m in matches if 'images-idx3' in os.path.basename(m)]
-  labels = [m for m in matches if 'labels-idx1' in os.path.basename(m)]
-  if not matches:
-    raise idx.MnistDataError(f'{pattern}: no file matches (is the directory empty?)')
-  if len(images) != 1 or len(labels) != 1:
+  base = os.path.basename(pattern)
+  wanted = [stem for stem in idx.ALL_STEMS
+            if fnmatch.fnmatchcase(stem, base)
+            or fnmatch.fnmatchcase(stem + idx.GZIP_SUFFIX, base)]
+  images_stems = [s for s in wanted if '-images-' in s]
+  labels_stems = [s for s in wanted if '-labels-' in s]
+  if len(images_stems) != 1 or len(labels_stems) != 1:
     raise idx.MnistDataError(
-        f'{pattern}: expected one *images-idx3* and one *labels-idx1* file, found '
-        f'images={images} labels={labels}')
-  return images[0], labels[0]
+        f'{pattern}: the split pattern must match exactly one images and one labels '
+        f'file name of {list(idx.ALL_STEMS)} (with or without .gz); it matches '
+        f'{wanted or "none"}')
+  matches = sorted(tf.io.gfile.glob(pattern))
+  forms: Dict[str, List[str]] = {}
+  for path in matches:
+    stem = idx.stem_of(os.path.basename(path.rstrip('/')))
+    if stem in wanted:
+      forms.setdefault(stem, []).append(path)
+    else:
+      logging.info('%s: ignored (not an official MNIST file name)', path)
+  found = [os.path.basename(m) for m in matches]
+  chosen = []
+  for stem in (images_stems[0], labels_stems[0]):
+    if stem not in forms:
+      raise idx.MnistDataError(
+          f'{pattern}: no {stem} or {stem}{idx.GZIP_SUFFIX} file; the pattern '
+          f'matches {found or "no file (is the directory empty?)"}')
+    chosen.append(idx.pick(stem, forms[stem]))
+  logging.info('%s: reading %s and %s', pattern, *chosen)
+  return chosen[0], chosen[1]
 
 
 def to_example(image: np.ndarray, label: int) -> bytes:

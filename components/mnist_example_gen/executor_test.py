@@ -40,8 +40,22 @@ def _decode(record):
   return tuple(f['image'].int64_list.value), f['label'].int64_list.value[0]
 
 
+def _add_clutter(data_dir):
+  """Checksums, a stale copy and an unrelated file beside the four data files."""
+  for name in idx.ALL_STEMS:
+    with open(os.path.join(data_dir, name + '.gz.md5'), 'w') as f:
+      f.write('0' * 32)
+  with open(os.path.join(data_dir, 'train-images-idx3-ubyte.old'), 'wb') as f:
+    f.write(b'stale')
+  open(os.path.join(data_dir, 'train-notes-idx9-ubyte.txt'), 'w').close()
+
+
 def test_examples_match_source_and_are_deterministic(tmp_path):
   data_dir = testing.write_fake_mnist(str(tmp_path / 'data'), n_train=70, n_eval=30)
+  # Raw copies with other content and clutter beside the files: ingestion and
+  # idx.load_split must both read the gzip form and ignore the rest.
+  testing.write_fake_mnist(data_dir, 30, 15, seed=7, compress=False)
+  _add_clutter(data_dir)
   first = _ingest(data_dir, str(tmp_path / 'a'))
   second = _ingest(data_dir, str(tmp_path / 'b'))
   for split in ('train', 'eval'):
@@ -61,8 +75,41 @@ def test_raw_idx_files_are_read(tmp_path):
 def test_split_without_labels_file_is_named(tmp_path):
   data_dir = testing.write_fake_mnist(str(tmp_path / 'data'), 20, 10)
   os.remove(os.path.join(data_dir, 't10k-labels-idx1-ubyte.gz'))
-  with pytest.raises(idx.MnistDataError, match=r't10k-\*.*labels=\[\]'):
+  open(os.path.join(data_dir, 't10k-labels-idx1-ubyte.gz.md5'), 'w').close()
+  with pytest.raises(idx.MnistDataError, match=r't10k-\*.*no t10k-labels-idx1-ubyte or '
+                     r't10k-labels-idx1-ubyte.gz file; the pattern matches \[.*md5'):
     _ingest(data_dir, str(tmp_path / 'out'))
+
+
+def test_split_files_ignores_checksums_and_stray_files(tmp_path):
+  data_dir = testing.write_fake_mnist(str(tmp_path / 'data'), 20, 10)
+  _add_clutter(data_dir)
+  got = [executor.split_files(data_dir, p) for p in
+         (component.TRAIN_PATTERN, component.EVAL_PATTERN)]
+  assert [[os.path.basename(p) for p in pair] for pair in got] == [
+      ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'],
+      ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz']]
+
+
+def test_split_files_prefers_gzip_next_to_its_raw_copy(tmp_path):
+  data_dir = testing.write_fake_mnist(str(tmp_path / 'data'), 20, 10)
+  testing.write_fake_mnist(data_dir, 20, 10, compress=False)   # as after gunzip -k
+  images, labels = executor.split_files(data_dir, component.TRAIN_PATTERN)
+  assert (images, labels) == (os.path.join(data_dir, 'train-images-idx3-ubyte.gz'),
+                              os.path.join(data_dir, 'train-labels-idx1-ubyte.gz'))
+
+
+def test_split_files_reads_raw_only(tmp_path):
+  data_dir = testing.write_fake_mnist(str(tmp_path / 'data'), 20, 10, compress=False)
+  assert executor.split_files(data_dir, component.EVAL_PATTERN) == (
+      os.path.join(data_dir, 't10k-images-idx3-ubyte'),
+      os.path.join(data_dir, 't10k-labels-idx1-ubyte'))
+
+
+def test_split_pattern_matching_both_splits_is_rejected(tmp_path):
+  data_dir = testing.write_fake_mnist(str(tmp_path / 'data'), 20, 10)
+  with pytest.raises(idx.MnistDataError, match='exactly one images and one labels'):
+    executor.split_files(data_dir, '*-idx?-ubyte*')
 
 
 def test_real_data_split_counts(tmp_path):
