@@ -23,24 +23,13 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 from tfx.utils import path_utils
 
+# The Pusher's own scan: the newest complete numbered version folder, or None.
+from components.pusher.serving_dir import latest_version_dir
+
 SERVING_DIR_KEY = 'serving_dir'
 MODEL_KEY = 'model'
 MARKER_FILE = 'baseline_resolution.json'
 SOURCE_PROPERTY = 'baseline_source'
-
-
-def latest_version_dir(serving_dir: str) -> Optional[str]:
-  """Newest numbered version folder with a saved_model.pb, or None."""
-  if not fileio.isdir(serving_dir):
-    return None
-  versions = []
-  for name in fileio.listdir(serving_dir):
-    name = name.rstrip('/')
-    # TF Serving's rule: only all-digit folder names are versions (the atomic
-    # Pusher's staging folders are not).
-    if name.isdigit() and fileio.exists(os.path.join(serving_dir, name, 'saved_model.pb')):
-      versions.append(int(name))
-  return os.path.join(serving_dir, str(max(versions))) if versions else None
 
 
 def write_marker(artifact_uri: str, source: Optional[str]) -> None:

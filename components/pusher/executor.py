@@ -13,10 +13,13 @@ into place. A rename within one filesystem is atomic on POSIX, so a reader sees
 either no version folder or a complete one. TF Serving ignores the staging folder
 because its name is not a number. On object stores (gs://, s3://) a rename is a
 copy and offers no such guarantee.
+
+A push killed hard leaves its staging folder behind; every blessed push first
+removes abandoned ones (serving_dir.remove_stale_staging documents the rule: only
+``.push-staging-*`` folders whose owning process is gone, never a version).
 """
 import hashlib
 import os
-import uuid
 from typing import Any, Dict, List, Optional
 
 from absl import logging
@@ -28,7 +31,9 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-STAGING_PREFIX = '.push-staging-'
+from components.pusher import serving_dir as serving_dir_lib
+
+STAGING_PREFIX = serving_dir_lib.STAGING_PREFIX
 PUSHED_KEY = 'pushed'
 PUSHED_DESTINATION_KEY = 'pushed_destination'
 PUSHED_VERSION_KEY = 'pushed_version'
@@ -51,6 +56,7 @@ class Executor(stock.Executor):
     model_push = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.PUSHED_MODEL_KEY])
     if self.CheckBlessing(input_dict):
+      serving_dir_lib.remove_stale_staging(serving_dir)
       serving_version = _version_holding(self.GetModelPath(input_dict), serving_dir)
       if serving_version is not None:
         # A re-run over an unchanged model (e.g. re-evaluated against itself as
@@ -60,7 +66,7 @@ class Executor(stock.Executor):
         self._MarkNotPushed(model_push)
         model_push.set_string_custom_property(ALREADY_SERVING_KEY, serving_version)
         return
-    staging_dir = os.path.join(serving_dir, f'{STAGING_PREFIX}{uuid.uuid4().hex}')
+    staging_dir = os.path.join(serving_dir, serving_dir_lib.staging_name())
     destination.filesystem.base_directory = staging_dir
     staged_properties = dict(exec_properties)
     staged_properties[standard_component_specs.PUSH_DESTINATION_KEY] = (
@@ -106,11 +112,8 @@ def _fingerprint(model_dir: str) -> str:
 
 
 def _version_holding(model_dir: str, serving_dir: str) -> Optional[str]:
-  """The numbered version in serving_dir with exactly this model, if any."""
-  if not fileio.isdir(serving_dir):
-    return None
-  versions = [v.rstrip('/') for v in fileio.listdir(serving_dir)]
-  versions = sorted((v for v in versions if v.isdigit()), key=int, reverse=True)
+  """The complete version in serving_dir with exactly this model, if any."""
+  versions = serving_dir_lib.versions(serving_dir)
   if not versions:
     return None
   want = _fingerprint(model_dir)

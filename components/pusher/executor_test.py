@@ -1,5 +1,7 @@
 """Atomic Pusher: a reader of the serving dir never sees a partial version folder."""
 import os
+import signal
+import time
 from unittest import mock
 
 import pytest
@@ -10,6 +12,7 @@ from tfx.utils import path_utils
 from tfx.utils import proto_utils
 
 from components.pusher import executor as executor_lib
+from components.pusher import serving_dir as serving_dir_lib
 
 MODEL_FILES = {
     'saved_model.pb': b'graph',
@@ -163,3 +166,69 @@ def test_same_model_is_not_pushed_twice(tmp_path):
   pushed = again_outputs['pushed_model'][0]
   assert pushed.get_int_custom_property('pushed') == 0
   assert pushed.get_string_custom_property(executor_lib.ALREADY_SERVING_KEY) == version
+
+
+def _big_model(tmp_path, files: int):
+  """Artifacts of a model with many variable shards: a copy that takes a while."""
+  inputs, outputs = _artifacts(tmp_path, blessed=1)
+  model_dir = path_utils.serving_model_path(inputs['model'][0].uri)
+  for i in range(files):
+    with open(os.path.join(model_dir, 'variables', f'shard-{i:03d}'), 'wb') as f:
+      f.write(bytes([i]) * 4096)
+  return inputs, outputs, _tree(model_dir)
+
+
+def _staging_dirs(serving_dir):
+  return [d for d in os.listdir(serving_dir) if d.startswith(executor_lib.STAGING_PREFIX)]
+
+
+def test_push_killed_mid_copy_is_cleaned_up_by_the_next_push(tmp_path):
+  serving_dir = str(tmp_path / 'serving')
+  inputs, outputs, want = _big_model(tmp_path / 'killed', files=40)
+  pid = os.fork()   # the pushing process; TFX is already imported, so it starts at once
+  if pid == 0:
+    try:
+      real_copy = fileio.copy
+      copied = []
+
+      def slow_copy(src, dst, overwrite=False):
+        real_copy(src, dst, overwrite=overwrite)
+        copied.append(dst)
+        if executor_lib.STAGING_PREFIX in dst and len(copied) >= 5:
+          time.sleep(60)   # mid-copy: far longer than the test waits
+
+      with mock.patch.object(fileio, 'copy', side_effect=slow_copy):
+        executor_lib.Executor().Do(inputs, outputs, _exec_properties(serving_dir))
+    finally:
+      os._exit(0)   # never return into pytest in the child
+  deadline = time.monotonic() + 60
+  while not (os.path.isdir(serving_dir) and _staging_dirs(serving_dir) and
+             len(_tree(serving_dir)) >= 5):
+    assert time.monotonic() < deadline, 'the push never started copying'
+    time.sleep(0.05)
+  os.kill(pid, signal.SIGKILL)
+  os.waitpid(pid, 0)
+
+  [stale] = _staging_dirs(serving_dir)
+  assert f'-{pid}-' in stale
+  assert 0 < len(_tree(os.path.join(serving_dir, stale))) < len(want)   # half copied
+  assert not _numbered(serving_dir)
+
+  again_inputs, again_outputs, _ = _big_model(tmp_path / 'again', files=40)
+  executor_lib.Executor().Do(again_inputs, again_outputs, _exec_properties(serving_dir))
+  [version] = _numbered(serving_dir)
+  assert os.listdir(serving_dir) == [version]   # the stale staging folder is gone
+  assert _tree(os.path.join(serving_dir, version)) == want
+  assert again_outputs['pushed_model'][0].get_int_custom_property('pushed') == 1
+
+
+def test_live_and_foreign_staging_folders_are_left_alone(tmp_path):
+  serving_dir = str(tmp_path / 'serving')
+  live = os.path.join(serving_dir, serving_dir_lib.staging_name())   # this process
+  foreign = os.path.join(serving_dir, '.push-staging-other-pod-7-' + 'a' * 32)
+  for d in (live, foreign):
+    os.makedirs(os.path.join(d, '1'))
+  inputs, outputs = _artifacts(tmp_path, blessed=1)
+  executor_lib.Executor().Do(inputs, outputs, _exec_properties(serving_dir))
+  assert sorted(os.listdir(serving_dir)) == sorted(
+      [os.path.basename(live), os.path.basename(foreign)] + _numbered(serving_dir))
