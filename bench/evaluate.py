@@ -28,10 +28,12 @@ from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top,
 
 from components.mnist_example_gen import idx  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.robustness_evaluator import attacks  # pylint: disable=g-import-not-at-top,wrong-import-position
+from components import serving_contract as contract  # pylint: disable=g-import-not-at-top,wrong-import-position
+from components.robustness_evaluator import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.robustness_evaluator import executor  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.trainer.model import build_cnn  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.transform import features  # pylint: disable=g-import-not-at-top,wrong-import-position
-from pipeline.config import EvalConfig, ModelConfig, TrainConfig  # pylint: disable=g-import-not-at-top,wrong-import-position
+from components.config import EvalConfig, ModelConfig, TrainConfig  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # The tutorial's FGSM over the 10,000 test images took this long (the target is 10x).
 TUTORIAL_FGSM_SECONDS = 28.6
@@ -61,9 +63,9 @@ class _Export(tf.Module):
     self.model = model
 
   @tf.function(input_signature=[tf.TensorSpec(
-      [None, features.NUM_PIXELS], tf.float32, name=executor.SIGNATURE_INPUT)])
+      [None, features.NUM_PIXELS], tf.float32, name=contract.NORMALIZED_INPUT)])
   def normalized_logits(self, image_xf):
-    return {executor.SIGNATURE_OUTPUT: self.model(image_xf, training=False)}
+    return {contract.LOGITS: self.model(image_xf, training=False)}
 
 
 def export(model: keras.Model, root: str) -> standard_artifacts.Model:
@@ -72,7 +74,7 @@ def export(model: keras.Model, root: str) -> standard_artifacts.Model:
   artifact.uri = root
   module = _Export(model)
   tf.saved_model.save(module, os.path.join(root, 'Format-Serving'),
-                      signatures={executor.SIGNATURE: module.normalized_logits})
+                      signatures={contract.NORMALIZED_LOGITS: module.normalized_logits})
   return artifact
 
 
@@ -144,7 +146,7 @@ def main():
     else:
       keras_model, result['train_seconds'] = timed(train_reference, args.data_dir)
       artifact = export(keras_model, args.export_dir or root)
-    loaded = executor.load_model(artifact, 'bench')
+    loaded = evaluation.load_model(artifact, 'bench')
     attacker = attacks.Attacker(loaded.logits_fn, batch_size=args.batch_size,
                                 seed=config.seed, jit_compile=executor.JIT_COMPILE)
 

@@ -22,13 +22,13 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 from bench.train_step import load_normalized, parse_override, train
 from components.robustness_evaluator import attacks
-from pipeline.config import AttackConfig, PipelineConfig
+from components.config import AttackConfig, TrainerConfig
 
 EPSILON = 0.2
 BATCH = 500
 
 
-def _train(config: PipelineConfig, mode: str, x, y):
+def _train(config: TrainerConfig, mode: str, x, y):
   start = time.perf_counter()
   model = train(config, mode, x, y)
   return model.base, time.perf_counter() - start
@@ -40,7 +40,7 @@ def _accuracy(attacker: attacks.Attacker, x, y, attack=None) -> float:
   return float(np.mean(attacks.predictions(logits) == y))
 
 
-def run_seed(config: PipelineConfig, train_split, test, pgd_examples: int,
+def run_seed(config: TrainerConfig, train_split, test, pgd_examples: int,
              pgd_steps: int) -> dict:
   """The Evaluator's Attacker, L-inf at EPSILON: FGSM, and PGD of EPSILON/10 steps
   from a random start, clipped to [0, 1]."""
@@ -78,7 +78,7 @@ def main(argv=None) -> dict:
     parser.error('set MNIST_DIR or pass --data-dir (directory of the four IDX files)')
   train_split = load_normalized(args.data_dir, 'train')
   test = load_normalized(args.data_dir, 'eval')
-  base_config = PipelineConfig().replace(**dict(args.overrides))
+  base_config = TrainerConfig().replace(**dict(args.overrides))
   print(f'quality: {len(train_split[1])} training / {len(test[1])} test images, seeds '
         f'{args.seeds}, {base_config.train.epochs} epochs, adv={base_config.adv}', flush=True)
   per_seed = {}

@@ -12,6 +12,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components.mnist_example_gen.component import MnistExampleGen
+from components.robustness_evaluator.spec import eval_config_to_json
 from components.strict_example_validator.component import StrictExampleValidator
 from pipeline.config import PipelineConfig
 
@@ -32,8 +33,9 @@ PUSHER = 'Pusher'
 
 
 def trainer_config_json(config: PipelineConfig) -> str:
-  """Only the fields that shape training, so unrelated changes keep the cache."""
-  return PipelineConfig(adv=config.adv, model=config.model, train=config.train).to_json()
+  """The Trainer's own section: only the fields that shape training, so unrelated
+  changes keep its cache."""
+  return config.trainer_config().to_json()
 
 
 def create_pipeline(
@@ -91,7 +93,6 @@ def _training_nodes(config: PipelineConfig, transform) -> list:
   # Imported here so the data half does not need the training stack.
   from components.pusher.component import AtomicPusher  # pylint: disable=g-import-not-at-top
   from components.robustness_evaluator.component import RobustnessEvaluator  # pylint: disable=g-import-not-at-top
-  from components.robustness_evaluator.executor import eval_config_to_json  # pylint: disable=g-import-not-at-top
 
   trainer = _trainer(config, transform, 'adversarial', TRAINER)
   nodes = [trainer]

@@ -11,6 +11,8 @@ import os
 import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
+from components.pusher.executor import ALREADY_SERVING_KEY
+from components.robustness_evaluator import spec as evaluator_spec
 from pipeline import config as config_lib
 from pipeline import metadata_queries as mq
 from pipeline import pipeline as pipeline_lib
@@ -18,7 +20,6 @@ from pipeline import pipeline as pipeline_lib
 REPORTS_DIR = 'reports'
 LATEST = 'latest'
 REPORT_FILE = 'report.json'
-PLOTS = ('robustness_curve.png', 'perturbed_examples.png')
 
 
 def report_path(pipeline_root: str, run_id: str = LATEST) -> str:
@@ -71,12 +72,12 @@ def build(config: config_lib.PipelineConfig, timings: List[Tuple[str, float]],
 
   ev = outputs(pipeline_lib.EVALUATOR)
   evaluation, blessing = ev.get('ModelEvaluation'), ev.get('ModelBlessing')
-  metrics = _read_json(os.path.join(evaluation.uri, 'metrics.json')) if evaluation else None
+  metrics = _read_json(os.path.join(evaluation.uri, evaluator_spec.METRICS_FILE)) if evaluation else None
   if metrics:
     report['table'] = _table(metrics)
     report['warnings'] = metrics.get('warnings', [])
-    report['metrics_path'] = os.path.join(evaluation.uri, 'metrics.json')
-    report['plots'] = [os.path.join(evaluation.uri, p) for p in PLOTS]
+    report['metrics_path'] = os.path.join(evaluation.uri, evaluator_spec.METRICS_FILE)
+    report['plots'] = [os.path.join(evaluation.uri, p) for p in evaluator_spec.PLOT_FILES]
   if blessing is not None:
     report['blessed'] = bool(mq.prop(blessing, 'blessed'))
     report['checks'] = (metrics or {}).get('checks', [])
@@ -86,8 +87,8 @@ def build(config: config_lib.PipelineConfig, timings: List[Tuple[str, float]],
   if pushed is not None and mq.prop(pushed, 'pushed') == 1:
     report['push'] = {'pushed': True, 'version': mq.prop(pushed, 'pushed_version'),
                       'path': mq.prop(pushed, 'pushed_destination')}
-  elif pushed is not None and mq.prop(pushed, 'already_serving_version'):
-    version = mq.prop(pushed, 'already_serving_version')
+  elif pushed is not None and mq.prop(pushed, ALREADY_SERVING_KEY):
+    version = mq.prop(pushed, ALREADY_SERVING_KEY)
     report['push'] = {'pushed': False, 'version': version,
                       'path': os.path.join(config.serving_dir, version),
                       'reason': f'this exact model is already serving as version {version}'}

@@ -9,10 +9,10 @@ import tf_keras as keras
 
 from bench import step_cost
 from components.trainer.training import compile_model
-from pipeline.config import PipelineConfig
+from components.config import TrainerConfig
 
 
-def _layer_macs(config: PipelineConfig):
+def _layer_macs(config: TrainerConfig):
   """Forward multiply-adds per example of each weighted layer, from the shapes."""
   side, k = config.model.image_size, config.model.kernel_size
   macs, channels = [], 1
@@ -58,7 +58,7 @@ def test_dynamic_shapes_are_refused():
 
 
 def test_fgsm_step_is_two_base_steps_plus_one_input_gradient():
-  config = PipelineConfig()
+  config = TrainerConfig()
   layers = _layer_macs(config)
   total, first = sum(layers), layers[0]
   # Base: forward, weight gradients, and data gradients of every layer but the first.
@@ -69,7 +69,7 @@ def test_fgsm_step_is_two_base_steps_plus_one_input_gradient():
 
 
 def test_pgd_loop_counts_every_iteration():
-  config = PipelineConfig().replace(**{
+  config = TrainerConfig().replace(**{
       'adv.pgd_iterations': 3, 'adv.pgd_epsilon': 0.2, 'adv.adv_step_size': 0.1,
       'adv.random_init': True})
   total, first = sum(_layer_macs(config)), _layer_macs(config)[0]

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-LOSS_MODES = ('clean_plus_adv', 'adv_only', 'trades')
+from components.config import ADV_LOSSES as LOSS_MODES
 
 
 def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:

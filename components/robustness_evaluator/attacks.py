@@ -24,7 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from components.adversarial import perturbation
-from pipeline.config import AttackConfig, EvalConfig
+from components.adversarial.losses import cross_entropy
+from components.config import AttackConfig, EvalConfig
 
 LogitsFn = Callable[[tf.Tensor], tf.Tensor]
 
@@ -35,12 +36,6 @@ PGD = 'pgd'
 
 class NonFiniteLogitsError(ValueError):
   """The model returned NaN or infinite logits; no accuracy computed from them holds."""
-
-
-def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-  """Per-example loss the adversary maximises."""
-  return tf.nn.sparse_softmax_cross_entropy_with_logits(
-      labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
 
 
 def attack_batch(logits_fn: LogitsFn, x: tf.Tensor, y: tf.Tensor, *,

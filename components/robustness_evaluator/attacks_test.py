@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from components.adversarial import perturbation
 from components.robustness_evaluator import attacks
-from pipeline.config import AttackConfig, EvalConfig
+from components.config import AttackConfig, EvalConfig
 
 D, K, N = 64, 5, 96
 

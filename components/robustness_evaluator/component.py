@@ -15,15 +15,15 @@ from tfx.types.component_spec import ChannelParameter
 from tfx.types.component_spec import ExecutionParameter
 
 from components.robustness_evaluator import executor
-from components.robustness_evaluator.executor import (
+from components.robustness_evaluator.spec import (
     BASE_MODEL_KEY, BASELINE_MODEL_KEY, BLESSING_KEY, CONFIG_KEY, EVALUATION_KEY,
-    EXAMPLES_KEY, MODEL_KEY)
+    EXAMPLES_KEY, MODEL_KEY, eval_config_from_json)
 
 
 class RobustnessEvaluatorSpec(types.ComponentSpec):
   """model: the candidate; examples: Transform's output (split 'eval' is read);
   baseline_model: the latest blessed model; base_model: the same run's
-  non-adversarial model; config: EvalConfig as JSON (executor.eval_config_to_json)."""
+  non-adversarial model; config: EvalConfig as JSON (spec.eval_config_to_json)."""
   PARAMETERS = {CONFIG_KEY: ExecutionParameter(type=str)}
   INPUTS = {
       MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -48,7 +48,7 @@ class RobustnessEvaluator(base_component.BaseComponent):
                base_model: Optional[types.BaseChannel] = None):
     # Parsed here too, so a bad config fails when the pipeline is built, not
     # after training.
-    executor.eval_config_from_json(config)
+    eval_config_from_json(config)
     spec = RobustnessEvaluatorSpec(
         **{MODEL_KEY: model, EXAMPLES_KEY: examples,
            BASELINE_MODEL_KEY: baseline_model, BASE_MODEL_KEY: base_model,

@@ -6,8 +6,8 @@ from tfx import types
 from tfx.types import standard_artifacts
 
 from components.robustness_evaluator import component
-from components.robustness_evaluator import executor
-from pipeline.config import ConfigError, EvalConfig
+from components.robustness_evaluator import spec
+from components.config import ConfigError, EvalConfig
 
 
 def _channels():
@@ -17,7 +17,7 @@ def _channels():
 
 def test_outputs_are_the_standard_evaluation_and_blessing():
   evaluator = component.RobustnessEvaluator(
-      config=executor.eval_config_to_json(EvalConfig()),
+      config=spec.eval_config_to_json(EvalConfig()),
       baseline_model=types.Channel(type=standard_artifacts.Model), **_channels())
   assert evaluator.outputs['evaluation'].type is standard_artifacts.ModelEvaluation
   assert evaluator.outputs['blessing'].type is standard_artifacts.ModelBlessing

@@ -12,8 +12,10 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
 from components.robustness_evaluator import attacks
+from components.robustness_evaluator import evaluation as evaluation_lib
 from components.robustness_evaluator import executor as executor_lib
-from pipeline.config import AttackConfig, ConfigError, EvalConfig, Thresholds
+from components.robustness_evaluator import spec
+from components.config import AttackConfig, ConfigError, EvalConfig, Thresholds
 
 PIXELS, CLASSES, N = 784, 10, 48
 ATTACKS = (AttackConfig('fgsm', epsilon=0.2),
@@ -112,7 +114,7 @@ def _run(world, tmp_path, config, **models):
   inputs.update({k: [v] for k, v in models.items()})
   executor_lib.Executor().Do(
       inputs, {'evaluation': [evaluation], 'blessing': [blessing]},
-      {'config': executor_lib.eval_config_to_json(config)})
+      {'config': spec.eval_config_to_json(config)})
   return evaluation, blessing
 
 
@@ -123,7 +125,7 @@ def blessed_run(world, tmp_path_factory):
   before = _hashes(*inputs)
   evaluation, blessing = _run(world, tmp_path, _config(), base_model=world['base'],
                               baseline_model=world['baseline'])
-  with open(os.path.join(evaluation.uri, 'metrics.json')) as f:
+  with open(os.path.join(evaluation.uri, spec.METRICS_FILE)) as f:
     report = json.load(f)
   return dict(evaluation=evaluation, blessing=blessing, report=report,
               unchanged=before == _hashes(*inputs))
@@ -211,7 +213,7 @@ def test_not_blessed_when_a_threshold_fails(world, tmp_path):
   assert not blessing.has_custom_property('baseline_model_id')
   assert 'min_attack_accuracy/fgsm' in blessing.get_string_custom_property(
       'blessing_message')
-  with open(os.path.join(evaluation.uri, 'metrics.json')) as f:
+  with open(os.path.join(evaluation.uri, spec.METRICS_FILE)) as f:
     report = json.load(f)
   assert report['blessed'] is False and 'comparison_table' not in report
   (failed,) = [c for c in report['checks'] if not c['passed']]
@@ -241,7 +243,7 @@ def test_drop_against_the_baseline_blocks_the_blessing(world, tmp_path):
     (dict(base_model='nan'), 'base model.*NaN'),
 ])
 def test_faults_fail_without_a_blessing(world, tmp_path, fault, error):
-  with pytest.raises((executor_lib.EvaluationError, attacks.NonFiniteLogitsError),
+  with pytest.raises((evaluation_lib.EvaluationError, attacks.NonFiniteLogitsError),
                      match=error):
     _run(world, tmp_path, _config(), **{k: world[v] for k, v in fault.items()})
   assert os.listdir(tmp_path / 'blessing') == []
@@ -249,12 +251,12 @@ def test_faults_fail_without_a_blessing(world, tmp_path, fault, error):
 
 def test_config_json_round_trip_and_errors():
   config = _config()
-  assert executor_lib.eval_config_from_json(
-      executor_lib.eval_config_to_json(config)) == config
+  assert spec.eval_config_from_json(
+      spec.eval_config_to_json(config)) == config
   with pytest.raises(ConfigError, match='not valid JSON'):
-    executor_lib.eval_config_from_json('{')
+    spec.eval_config_from_json('{')
   with pytest.raises(ConfigError, match='min_clean_accuracy'):
-    executor_lib.eval_config_from_json(json.dumps(
+    spec.eval_config_from_json(json.dumps(
         {'thresholds': {'min_clean_accuracy': 1.5}}))
 
 
@@ -266,8 +268,8 @@ def test_ordering_warnings_name_the_violations():
           'pgd3': {'accuracy': 0.6, 'num_examples': 32, 'clean_accuracy_on_sample': 0.9}},
       'sweep': {'clean_accuracy': 0.9, 'accuracy': {
           'fgsm': {'0.1': 0.4, '0.2': 0.5}, 'pgd': {'0.1': 0.3, '0.2': 0.55}}}}
-  run = executor_lib.ModelRun(report, np.zeros(0), {})
-  warnings = executor_lib.ordering_warnings('candidate', run, config)
+  run = evaluation_lib.ModelRun(report, np.zeros(0), {})
+  warnings = evaluation_lib.ordering_warnings('candidate', run, config)
   assert all('gradients are masked' in w for w in warnings)
   assert [w.split(': accuracy under ')[1].split(': attack')[0] for w in warnings] == [
       'pgd3 (0.6000) is above fgsm (0.5000)',       # configured attacks, same eps
@@ -278,7 +280,7 @@ def test_ordering_warnings_name_the_violations():
   report['attacks']['pgd3']['accuracy'] = 0.5
   report['sweep']['accuracy'] = {'fgsm': {'0.1': 0.4, '0.2': 0.3},
                                  'pgd': {'0.1': 0.3, '0.2': 0.3}}
-  assert executor_lib.ordering_warnings('candidate', run, config) == []
+  assert evaluation_lib.ordering_warnings('candidate', run, config) == []
 
 
 def test_clean_only_config(world, tmp_path):
@@ -286,7 +288,7 @@ def test_clean_only_config(world, tmp_path):
       _config(), attacks=(),
       thresholds=Thresholds(min_clean_accuracy=0.5, min_attack_accuracy={}))
   evaluation, blessing = _run(world, tmp_path, config, base_model=world['base'])
-  with open(os.path.join(evaluation.uri, 'metrics.json')) as f:
+  with open(os.path.join(evaluation.uri, spec.METRICS_FILE)) as f:
     report = json.load(f)
   assert report['comparison_table']['columns'] == ['clean']
   assert report['models']['candidate']['attacks'] == {}

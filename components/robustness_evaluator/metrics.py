@@ -7,7 +7,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipeline.config import Thresholds
+from components.config import Thresholds
 
 CLEAN = 'clean'
 WEAK_ATTACK = 'attack is weak or gradients are masked'

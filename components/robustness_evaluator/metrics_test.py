@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from components.robustness_evaluator import metrics
-from pipeline.config import Thresholds
+from components.config import Thresholds
 
 THRESHOLDS = Thresholds(min_clean_accuracy=0.9,
                         min_attack_accuracy={'fgsm': 0.5, 'pgd40': 0.3}, max_drop=0.02)

@@ -33,7 +33,7 @@ import tf_keras as keras
 
 from components.adversarial import losses
 from components.adversarial import perturbation
-from pipeline.config import AdvConfig, ConfigError
+from components.config import AdvConfig
 
 MODES = ('adversarial', 'base')
 
@@ -49,12 +49,7 @@ class AdversarialModel(keras.Model):
     super().__init__(**kwargs)
     if mode not in MODES:
       raise ValueError(f'mode={mode!r}: must be one of {MODES}')
-    adv_config.validate()
-    if mode == 'adversarial' and adv_config.loss == 'trades' and not adv_config.random_init:
-      # KL(clean || neighbor) has a zero gradient at the clean input, so a
-      # deterministic start would never move: TRADES needs a random start.
-      raise ConfigError("loss='trades' needs random_init=True (and pgd_epsilon): the "
-                        'KL gradient is zero at the clean input')
+    adv_config.validate()  # also rejects TRADES without a random start
     self.base = base
     self.adv_config = adv_config
     self.mode = mode

@@ -10,14 +10,14 @@ from components.trainer import testing_utils
 from components.trainer.adv_model import AdversarialModel
 from components.trainer.model import build_cnn
 from components.trainer.training import compile_model, precision_policy
-from pipeline.config import AdvConfig, ConfigError, ModelConfig, PipelineConfig
+from components.config import AdvConfig, ConfigError, ModelConfig, TrainerConfig
 
 SMALL_MODEL = ModelConfig(conv_filters=(8, 16), dense_units=32)
 
 
-def _config(**changes) -> PipelineConfig:
+def _config(**changes) -> TrainerConfig:
   # XLA compilation takes seconds per model; one test below covers the jit path.
-  return PipelineConfig(model=SMALL_MODEL).replace(**{'train.jit_compile': False,
+  return TrainerConfig(model=SMALL_MODEL).replace(**{'train.jit_compile': False,
                                                       **changes})
 
 

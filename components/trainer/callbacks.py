@@ -8,7 +8,7 @@ import tf_keras as keras
 
 from components.adversarial import losses
 from components.adversarial import perturbation
-from pipeline.config import AdvConfig, AttackConfig
+from components.config import AdvConfig, AttackConfig
 
 RobustMetric = Callable[[keras.Model], float]
 ROBUST_ACCURACY = 'robust_accuracy'

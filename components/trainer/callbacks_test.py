@@ -5,7 +5,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components.trainer import callbacks
-from pipeline.config import AdvConfig
+from components.config import AdvConfig
 
 
 def _tiny_model():

@@ -4,6 +4,7 @@ import pytest
 import tensorflow_transform as tft
 
 from components.trainer import data
+from components.transform import transformed_io
 from components.trainer import testing_utils
 
 
@@ -14,7 +15,7 @@ def fixture():
 
 def test_reads_transformed_records_as_normalized_pixels(fixture):
   spec = tft.TFTransformOutput(fixture.transform_dir).transformed_feature_spec()
-  images, labels = data.read_transformed([fixture.train_pattern], spec)
+  images, labels = transformed_io.read_transformed([fixture.train_pattern], spec)
   assert images.shape == (64, 784) and images.dtype == np.float32
   assert labels.dtype == np.int64
   assert images.min() >= 0.0 and images.max() <= 1.0
@@ -31,7 +32,7 @@ def test_reads_transformed_records_as_normalized_pixels(fixture):
 def test_missing_files_name_the_pattern(tmp_path):
   pattern = str(tmp_path / 'Split-train' / '*')
   with pytest.raises(FileNotFoundError, match='Split-train'):
-    data.read_transformed([pattern], {})
+    transformed_io.read_transformed([pattern], {})
 
 
 def test_holdout_is_a_seeded_disjoint_split():

@@ -13,15 +13,11 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
+from components.serving_contract import (EXAMPLES_INPUT, IMAGES_INPUT, LOGITS,
+                                         NORMALIZED_INPUT, NORMALIZED_LOGITS,
+                                         PROBABILITIES, SERVING_DEFAULT,
+                                         SERVING_IMAGES)
 from components.transform import features
-
-SERVING_DEFAULT = 'serving_default'
-SERVING_IMAGES = 'serving_images'
-NORMALIZED_LOGITS = 'normalized_logits'
-EXAMPLES_INPUT = 'examples'
-IMAGES_INPUT = 'images'
-PROBABILITIES = 'probabilities'
-LOGITS = 'logits'
 
 
 def export_serving_model(classifier: keras.Model,
@@ -55,7 +51,7 @@ def export_serving_model(classifier: keras.Model,
     return probabilities({features.IMAGE_KEY: pixels})
 
   @tf.function(input_signature=[
-      tf.TensorSpec([None, features.NUM_PIXELS], tf.float32, name=features.IMAGE_XF_KEY)])
+      tf.TensorSpec([None, features.NUM_PIXELS], tf.float32, name=NORMALIZED_INPUT)])
   def normalized_logits(image_xf):
     return {LOGITS: tf.cast(classifier(image_xf, training=False), tf.float32)}
 

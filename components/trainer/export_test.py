@@ -4,10 +4,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from components import serving_contract as contract
 from components.trainer import export
 from components.trainer import testing_utils
 from components.trainer.model import build_cnn
-from pipeline.config import ModelConfig
+from components.config import ModelConfig
 
 
 @pytest.fixture(scope='module')
@@ -23,23 +24,23 @@ def exported(tmp_path_factory):
 
 def test_has_the_three_signatures(exported):
   _, _, loaded = exported
-  assert set(loaded.signatures) == {export.SERVING_DEFAULT, export.SERVING_IMAGES,
-                                    export.NORMALIZED_LOGITS}
-  outputs = loaded.signatures[export.NORMALIZED_LOGITS].structured_outputs
-  assert outputs[export.LOGITS].dtype == tf.float32
-  assert outputs[export.LOGITS].shape.as_list() == [None, 10]
+  assert set(loaded.signatures) == {contract.SERVING_DEFAULT, contract.SERVING_IMAGES,
+                                    contract.NORMALIZED_LOGITS}
+  outputs = loaded.signatures[contract.NORMALIZED_LOGITS].structured_outputs
+  assert outputs[contract.LOGITS].dtype == tf.float32
+  assert outputs[contract.LOGITS].shape.as_list() == [None, 10]
 
 
 def test_signatures_agree_with_each_other_and_with_the_model(exported):
   fixture, model, loaded = exported
   images = fixture.eval_images[:8]
   labels = fixture.eval_labels[:8]
-  by_examples = loaded.signatures[export.SERVING_DEFAULT](
-      examples=tf.constant(testing_utils.raw_examples(images, labels)))[export.PROBABILITIES]
-  by_images = loaded.signatures[export.SERVING_IMAGES](
-      images=tf.constant(images))[export.PROBABILITIES]
+  by_examples = loaded.signatures[contract.SERVING_DEFAULT](
+      examples=tf.constant(testing_utils.raw_examples(images, labels)))[contract.PROBABILITIES]
+  by_images = loaded.signatures[contract.SERVING_IMAGES](
+      images=tf.constant(images))[contract.PROBABILITIES]
   normalized = tf.constant(images.reshape(8, -1) / 255.0, tf.float32)
-  logits = loaded.signatures[export.NORMALIZED_LOGITS](image_xf=normalized)[export.LOGITS]
+  logits = loaded.signatures[contract.NORMALIZED_LOGITS](image_xf=normalized)[contract.LOGITS]
   np.testing.assert_allclose(by_examples, by_images, atol=1e-6)
   np.testing.assert_allclose(by_images, tf.nn.softmax(logits), atol=1e-6)
   np.testing.assert_allclose(logits, model(normalized), atol=1e-5)
@@ -50,8 +51,8 @@ def test_normalized_logits_are_differentiable_with_the_model_gradient(exported):
   fixture, model, loaded = exported
   x = tf.constant(fixture.eval_images[:4].reshape(4, -1) / 255.0, tf.float32)
   grads = []
-  for fn in (lambda v: loaded.signatures[export.NORMALIZED_LOGITS](image_xf=v)[
-      export.LOGITS], model):
+  for fn in (lambda v: loaded.signatures[contract.NORMALIZED_LOGITS](image_xf=v)[
+      contract.LOGITS], model):
     with tf.GradientTape() as tape:
       tape.watch(x)
       loss = tf.reduce_sum(tf.nn.log_softmax(fn(x))[:, 3])

@@ -8,7 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components.trainer.input_conv import InputConv2D
-from pipeline.config import ModelConfig
+from components.config import ModelConfig
 
 
 def build_cnn(config: ModelConfig, name: str = 'cnn') -> keras.Model:

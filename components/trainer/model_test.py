@@ -7,7 +7,7 @@ import tf_keras as keras
 from components.trainer import input_conv
 from components.trainer.model import build_cnn
 from components.trainer.training import precision_policy
-from pipeline.config import ConfigError, ModelConfig
+from components.config import ConfigError, ModelConfig
 
 
 def test_architecture_follows_the_config():

@@ -1,13 +1,14 @@
 """TFX Trainer entry point: ``run_fn='components.trainer.run_fn.run_fn'``.
 
-custom_config carries {'config': PipelineConfig JSON, 'mode': 'adversarial' | 'base'}.
+custom_config carries {'config': TrainerConfig JSON (components/config.py),
+'mode': 'adversarial' | 'base'}.
 """
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components.trainer.adv_model import MODES
 from components.trainer.training import train_and_export
-from pipeline.config import PipelineConfig
+from components.config import TrainerConfig
 
 CONFIG_KEY = 'config'
 MODE_KEY = 'mode'
@@ -16,9 +17,9 @@ MODE_KEY = 'mode'
 def run_fn(fn_args: FnArgs) -> None:
   custom = fn_args.custom_config or {}
   if CONFIG_KEY not in custom:
-    raise ValueError(f"Trainer custom_config lacks {CONFIG_KEY!r} (the PipelineConfig "
+    raise ValueError(f"Trainer custom_config lacks {CONFIG_KEY!r} (the TrainerConfig "
                      f'JSON); got keys {sorted(custom)}')
-  config = PipelineConfig.from_json(custom[CONFIG_KEY])
+  config = TrainerConfig.from_json(custom[CONFIG_KEY])
   mode = custom.get(MODE_KEY, 'adversarial')
   if mode not in MODES:
     raise ValueError(f"Trainer custom_config['mode']={mode!r}: must be one of {MODES}")

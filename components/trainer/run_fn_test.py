@@ -6,16 +6,17 @@ import pytest
 import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
+from components import serving_contract as contract
 from components.adversarial import losses
 from components.trainer import callbacks
 from components.trainer import export
 from components.trainer import testing_utils
 from components.trainer import training
 from components.trainer.run_fn import run_fn
-from pipeline.config import ConfigError, ModelConfig, PipelineConfig
+from components.config import ConfigError, ModelConfig, TrainerConfig
 
 
-def _fn_args(tmp_path, config: PipelineConfig, mode='adversarial') -> FnArgs:
+def _fn_args(tmp_path, config: TrainerConfig, mode='adversarial') -> FnArgs:
   fixture = testing_utils.shared_transform_output()
   return FnArgs(
       train_files=[fixture.train_pattern], eval_files=[fixture.eval_pattern],
@@ -24,8 +25,8 @@ def _fn_args(tmp_path, config: PipelineConfig, mode='adversarial') -> FnArgs:
       custom_config={'config': config.to_json(), 'mode': mode})
 
 
-def _config(**changes) -> PipelineConfig:
-  return PipelineConfig(model=ModelConfig(conv_filters=(4, 8), dense_units=16)).replace(**{
+def _config(**changes) -> TrainerConfig:
+  return TrainerConfig(model=ModelConfig(conv_filters=(4, 8), dense_units=16)).replace(**{
       'train.jit_compile': False, 'train.batch_size': 16, **changes})
 
 
@@ -37,8 +38,8 @@ def test_run_fn_trains_selects_on_robustness_checkpoints_and_exports(tmp_path):
 
   loaded = tf.saved_model.load(args.serving_model_dir)
   fixture = testing_utils.shared_transform_output()
-  probs = loaded.signatures[export.SERVING_IMAGES](
-      images=tf.constant(fixture.eval_images[:4]))[export.PROBABILITIES]
+  probs = loaded.signatures[contract.SERVING_IMAGES](
+      images=tf.constant(fixture.eval_images[:4]))[contract.PROBABILITIES]
   np.testing.assert_allclose(np.sum(probs, axis=1), 1.0, atol=1e-5)
 
   checkpoints = os.path.join(args.model_run_dir, training.CHECKPOINT_SUBDIR)

@@ -23,9 +23,9 @@ def _two_replica_child() -> None:
       cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
   from components.trainer import data, testing_utils, training
   from components.trainer.strategy import make_strategy
-  from pipeline.config import ModelConfig, PipelineConfig
+  from components.config import ModelConfig, TrainerConfig
 
-  config = PipelineConfig(model=ModelConfig(conv_filters=(4, 8), dense_units=16)).replace(
+  config = TrainerConfig(model=ModelConfig(conv_filters=(4, 8), dense_units=16)).replace(
       **{'train.batch_size': 8, 'train.jit_compile': False})
   images, labels = testing_utils.generated_images(64)
   x = images.reshape(64, -1).astype(np.float32) / 255.0

@@ -18,7 +18,8 @@ from components.trainer import export
 from components.trainer.adv_model import AdversarialModel
 from components.trainer.model import build_cnn
 from components.trainer.strategy import make_strategy
-from pipeline.config import PRECISIONS, PipelineConfig
+from components.transform import transformed_io
+from components.config import PRECISIONS, TrainerConfig
 
 CHECKPOINT_SUBDIR = 'checkpoints'
 ROBUST_LOG_SUBDIR = 'robust_selection'
@@ -40,7 +41,7 @@ def precision_policy(policy: str):
     keras.mixed_precision.set_global_policy(previous)
 
 
-def compile_model(config: PipelineConfig, mode: str) -> AdversarialModel:
+def compile_model(config: TrainerConfig, mode: str) -> AdversarialModel:
   """The seeded classifier in its adversarial wrapper, compiled. Call it inside the
   strategy scope (and precision policy) the model will train under."""
   keras.utils.set_random_seed(config.train.seed)
@@ -66,7 +67,7 @@ def _xla_supported() -> bool:
   return True
 
 
-def make_callbacks(config: PipelineConfig, model_run_dir: str,
+def make_callbacks(config: TrainerConfig, model_run_dir: str,
                    holdout: Optional[Tuple[np.ndarray, np.ndarray]]) -> list:
   """NaN guard, robust model selection (when a holdout is given), per-epoch
   checkpoints under model_run_dir/checkpoints and TensorBoard logs in model_run_dir.
@@ -75,7 +76,7 @@ def make_callbacks(config: PipelineConfig, model_run_dir: str,
   if holdout is not None:
     attack = callbacks_lib.robust_eval_attack(config.adv, config.train.robust_eval_pgd_steps)
     metric = callbacks_lib.PgdAccuracy(
-        data.evaluation_dataset(*holdout, batch_size=config.eval.batch_size),
+        data.evaluation_dataset(*holdout, batch_size=config.train.eval_batch_size),
         attack, config.adv, seed=config.train.seed)
     result.append(callbacks_lib.RobustModelSelection(
         metric, patience=config.train.early_stopping_patience,
@@ -88,7 +89,7 @@ def make_callbacks(config: PipelineConfig, model_run_dir: str,
   return result
 
 
-def train_and_export(config: PipelineConfig, mode: str, *,
+def train_and_export(config: TrainerConfig, mode: str, *,
                      train_files: Sequence[str], eval_files: Sequence[str],
                      transform_dir: str, serving_model_dir: str, model_run_dir: str,
                      devices: Optional[Sequence[str]] = None,
@@ -110,8 +111,8 @@ def train_and_export(config: PipelineConfig, mode: str, *,
 
   transform_output = tft.TFTransformOutput(transform_dir)
   spec = transform_output.transformed_feature_spec()
-  train_x, train_y = data.read_transformed(train_files, spec)
-  eval_x, eval_y = data.read_transformed(eval_files, spec)
+  train_x, train_y = transformed_io.read_transformed(train_files, spec)
+  eval_x, eval_y = transformed_io.read_transformed(eval_files, spec)
   holdout = None
   if train_cfg.robust_eval_examples > 0:
     (train_x, train_y), holdout = data.split_holdout(
@@ -121,7 +122,7 @@ def train_and_export(config: PipelineConfig, mode: str, *,
   train_ds = data.training_dataset(train_x, train_y, batch_size=batch_size,
                                    seed=train_cfg.seed,
                                    shuffle_buffer=train_cfg.shuffle_buffer)
-  eval_ds = data.evaluation_dataset(eval_x, eval_y, batch_size=config.eval.batch_size)
+  eval_ds = data.evaluation_dataset(eval_x, eval_y, batch_size=config.train.eval_batch_size)
 
   with precision_policy(train_cfg.precision):
     with strategy.scope():

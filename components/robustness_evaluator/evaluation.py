@@ -1,0 +1,229 @@
+"""Evaluation logic of the RobustnessEvaluator: load the eval split and the models,
+attack them, and turn the results into metrics.json's sections.
+
+Kept out of executor.py (TFX plumbing) so bench/ and tests drive the same code.
+"""
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tfx import types
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+from components import serving_contract as contract
+from components.config import AttackConfig, EvalConfig
+from components.robustness_evaluator import attacks as attacks_lib
+from components.robustness_evaluator import metrics as metrics_lib
+from components.robustness_evaluator.spec import BASE, CANDIDATE, EVAL_SPLIT, TABLE_ROWS
+from components.transform import features
+from components.transform import transformed_io
+
+
+class EvaluationError(RuntimeError):
+  """The evaluation cannot produce trustworthy numbers; the message says why."""
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def load_eval_split(examples: types.Artifact) -> Tuple[np.ndarray, np.ndarray]:
+  """(image_xf float32 [N, 784], label int64 [N]) of the transformed eval split."""
+  uri = artifact_utils.get_split_uri([examples], EVAL_SPLIT)
+  if not fileio.exists(uri) or not fileio.glob(os.path.join(uri, '*')):
+    raise EvaluationError(f'eval split {uri}: no files; nothing to evaluate on')
+  try:
+    x, y = transformed_io.read_transformed([os.path.join(uri, '*')])
+  except tf.errors.OpError as e:
+    raise EvaluationError(
+        f'eval split {uri}: cannot read transformed examples (gzip TFRecords with '
+        f'{features.IMAGE_XF_KEY} float[{features.NUM_PIXELS}] and '
+        f'{features.LABEL_KEY} int64): {e.message}') from e
+  except ValueError as e:
+    raise EvaluationError(f'eval split {uri}: {e}') from e
+  lo, hi = float(x.min()), float(x.max())
+  if lo < 0.0 or hi > 1.0 or not np.isfinite(x).all():
+    raise EvaluationError(
+        f'eval split {uri}: {features.IMAGE_XF_KEY} spans [{lo}, {hi}], outside [0, 1]; '
+        'these are not normalized pixels')
+  return x, y
+
+
+@dataclasses.dataclass
+class LoadedModel:
+  role: str
+  uri: str
+  artifact_id: int
+  logits_fn: Callable[[tf.Tensor], tf.Tensor]
+  saved_model: Any  # kept referenced: the signature needs the loaded variables
+
+
+def load_model(artifact: types.Artifact, role: str) -> LoadedModel:
+  path = path_utils.serving_model_path(
+      artifact.uri, path_utils.is_old_model_artifact(artifact))
+  if not fileio.exists(path):
+    raise EvaluationError(f'{role} model {artifact.uri}: no SavedModel at {path}')
+  try:
+    loaded = tf.saved_model.load(path)
+  except (OSError, ValueError, tf.errors.OpError) as e:
+    raise EvaluationError(f'{role} model {path}: cannot load the SavedModel: {e}') from e
+  signature = loaded.signatures.get(contract.NORMALIZED_LOGITS)
+  if signature is None:
+    raise EvaluationError(
+        f'{role} model {path}: no {contract.NORMALIZED_LOGITS!r} signature (it has '
+        f'{sorted(loaded.signatures)}); the evaluator needs logits of normalized '
+        'pixels to differentiate through. Re-export the model with it.')
+  inputs = signature.structured_input_signature[1]
+  outputs = signature.structured_outputs
+  if contract.NORMALIZED_INPUT not in inputs or contract.LOGITS not in outputs:
+    raise EvaluationError(
+        f'{role} model {path}: signature {contract.NORMALIZED_LOGITS!r} must map {contract.NORMALIZED_INPUT!r} '
+        f'to {contract.LOGITS!r}; it maps {sorted(inputs)} to {sorted(outputs)}')
+  def logits_fn(x):
+    return signature(**{contract.NORMALIZED_INPUT: x})[contract.LOGITS]
+  return LoadedModel(role=role, uri=artifact.uri, artifact_id=artifact.id,
+                     logits_fn=logits_fn, saved_model=loaded)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@dataclasses.dataclass
+class ModelRun:
+  """One model's white-box results: the JSON report plus arrays kept for transfer
+  and plots."""
+  report: Dict[str, Any]
+  clean_preds: np.ndarray
+  adversarial: Dict[str, np.ndarray]  # attack name -> neighbors of x[:n]
+
+  def headline(self) -> Dict[str, float]:
+    out = {metrics_lib.CLEAN: self.report['clean']['accuracy']}
+    out.update({k: v['accuracy'] for k, v in self.report['attacks'].items()})
+    return out
+
+
+def _timed(fn, *args):
+  start = time.perf_counter()
+  result = fn(*args)
+  return result, time.perf_counter() - start
+
+
+def _rate(n: int, seconds: float) -> float:
+  return n / seconds if seconds > 0 else float('inf')
+
+
+def evaluate_white_box(model: LoadedModel, attacker: attacks_lib.Attacker,
+                       x: np.ndarray, y: np.ndarray, config: EvalConfig) -> ModelRun:
+  """Clean accuracy on all examples, every attack and the epsilon sweep."""
+  start = time.perf_counter()
+  logits, seconds = _timed(attacker.logits, x)
+  num_classes = logits.shape[-1]
+  if y.min() < 0 or y.max() >= num_classes:
+    raise EvaluationError(f'eval labels span [{y.min()}, {y.max()}] but the {model.role} '
+                          f'model has {num_classes} classes')
+  clean_preds = attacks_lib.predictions(logits)
+  report: Dict[str, Any] = {
+      'uri': model.uri, 'artifact_id': model.artifact_id,
+      'clean': dict(metrics_lib.summary(y, clean_preds, num_classes),
+                    seconds=seconds, images_per_s=_rate(len(x), seconds)),
+      'attacks': {}}
+  adversarial = {}
+  for attack in config.attacks:
+    n = attacks_lib.sample_size(attack, config, len(x))
+    (x_adv, adv_logits), seconds = _timed(attacker.attack, x[:n], y[:n], attack)
+    report['attacks'][attack.name] = dict(
+        metrics_lib.summary(y[:n], attacks_lib.predictions(adv_logits), num_classes),
+        clean_accuracy_on_sample=metrics_lib.accuracy(y[:n], clean_preds[:n]),
+        settings=attacks_lib.attack_settings(attack, n),
+        seconds=seconds, images_per_s=_rate(n, seconds))
+    adversarial[attack.name] = x_adv
+
+  n = min(config.sweep_sample_size, len(x))
+  sweep: Dict[str, Any] = {
+      'sample_size': n,
+      'clean_accuracy': metrics_lib.accuracy(y[:n], clean_preds[:n]),
+      'settings': {}, 'accuracy': {}, 'seconds': {}}
+  for family, by_eps in attacks_lib.sweep_attacks(config).items():
+    sweep['accuracy'][family], sweep['seconds'][family] = {}, {}
+    for eps, attack in by_eps.items():
+      (_, adv_logits), seconds = _timed(attacker.attack, x[:n], y[:n], attack)
+      sweep['accuracy'][family][str(eps)] = metrics_lib.accuracy(
+          y[:n], attacks_lib.predictions(adv_logits))
+      sweep['seconds'][family][str(eps)] = seconds
+      settings = attacks_lib.attack_settings(attack, n)
+      settings.update(epsilon=list(config.epsilon_sweep),
+                      step_size=attack.step_size or 'epsilon / steps')
+      sweep['settings'][family] = settings
+  report['sweep'] = sweep
+  report['seconds'] = time.perf_counter() - start
+  return ModelRun(report, clean_preds, adversarial)
+
+
+def ordering_warnings(role: str, run: ModelRun, config: EvalConfig) -> List[str]:
+  """PGD <= FGSM <= clean on the same examples, and no gain from a larger epsilon."""
+  warnings = []
+  groups: Dict[Tuple, List[AttackConfig]] = {}
+  for attack in config.attacks:
+    n = run.report['attacks'][attack.name]['num_examples']
+    groups.setdefault((attack.norm, attack.epsilon, n), []).append(attack)
+  for (norm, eps, n), group in groups.items():
+    group.sort(key=lambda a: (a.steps, a.restarts, a.random_start))
+    first = run.report['attacks'][group[0].name]
+    ladder = [('clean', first['clean_accuracy_on_sample'])]
+    ladder += [(a.name, run.report['attacks'][a.name]['accuracy']) for a in group]
+    warnings += metrics_lib.ordering_warnings(
+        ladder, f'{role} model, {norm} eps={eps}, first {n} examples')
+  sweep = run.report['sweep']
+  families = list(sweep['accuracy'])
+  for eps in config.epsilon_sweep:
+    ladder = [('clean', sweep['clean_accuracy'])]
+    ladder += [(f, sweep['accuracy'][f][str(eps)]) for f in families]
+    warnings += metrics_lib.ordering_warnings(ladder, f'{role} model, sweep eps={eps}')
+  for f in families:
+    ladder = [('clean', sweep['clean_accuracy'])]
+    ladder += [(f'{f} eps={e}', sweep['accuracy'][f][str(e)])
+               for e in sorted(config.epsilon_sweep)]
+    warnings += metrics_lib.ordering_warnings(ladder, f'{role} model, {f} sweep')
+  return warnings
+
+
+def evaluate_transfer(base: ModelRun, targets: Dict[str, attacks_lib.Attacker],
+                      y: np.ndarray, num_classes: int) -> Dict[str, Any]:
+  """Accuracy of every model on the neighbors crafted against the base model."""
+  out = {}
+  for name, x_adv in base.adversarial.items():
+    n = len(x_adv)
+    out[name] = {'crafted_against': BASE, 'num_examples': n,
+                 BASE: base.report['attacks'][name]['accuracy']}
+    for role, attacker in targets.items():
+      preds = attacks_lib.predictions(attacker.logits(x_adv, f'{name} transfer'))
+      out[name][role] = metrics_lib.summary(y[:n], preds, num_classes)
+  return out
+
+
+def comparison_table(runs: Dict[str, ModelRun], transfer: Dict[str, Any],
+                     config: EvalConfig) -> Dict[str, Any]:
+  """The tutorial's side-by-side table: rows base / adversarial."""
+  columns = ['clean']
+  for attack in config.attacks:
+    columns += [f'{attack.name} transfer-from-base', f'{attack.name} white-box']
+  rows = {}
+  for role, row in TABLE_ROWS.items():
+    run = runs[role]
+    values = {'clean': run.report['clean']['accuracy']}
+    for attack in config.attacks:
+      crafted = transfer[attack.name]
+      values[f'{attack.name} transfer-from-base'] = (
+          crafted[BASE] if role == BASE else crafted[role]['accuracy'])
+      values[f'{attack.name} white-box'] = run.report['attacks'][attack.name]['accuracy']
+    rows[row] = values
+  return {'columns': columns, 'rows': rows}
+
+
+def grid_attack(config: EvalConfig) -> AttackConfig:
+  """The tutorial's figure shows FGSM: the first one-step attack, else the first."""
+  return next((a for a in config.attacks if a.steps == 1), config.attacks[0])
