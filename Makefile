@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install test run inspect bench lock kubeflow-compile image clean
+.PHONY: install test test-fast run inspect bench lock kubeflow-compile image clean
 
 $(STAMP): requirements.lock setup.py scripts/bootstrap.sh
 	@bash scripts/bootstrap.sh
@@ -21,11 +21,15 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The edit loop: everything but the long end-to-end runs (marked slow).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
 run: $(STAMP)
 	$(PY) -m pipeline.local_runner $(ARGS)
 
 inspect: $(STAMP)
-	$(PY) -m pipeline.inspect $(ARGS)
+	$(PY) -m pipeline.lineage $(ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/ingest.py

@@ -23,16 +23,6 @@ def open_store(sqlite_path: str) -> metadata_store.MetadataStore:
       metadata.sqlite_metadata_connection_config(sqlite_path))
 
 
-def node_of(store: metadata_store.MetadataStore) -> Dict[int, str]:
-  """execution id -> node id."""
-  out = {}
-  for ctx in store.get_contexts_by_type('node'):
-    node = ctx.name.split('.', 1)[-1]
-    for e in store.get_executions_by_context(ctx.id):
-      out[e.id] = node
-  return out
-
-
 def executions_by_node(store: metadata_store.MetadataStore,
                        run_id: Optional[str] = None) -> Dict[str, List[Execution]]:
   """node id -> executions, oldest first; only those of run_id when given."""

@@ -7,11 +7,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 import tensorflow as tf
 
 from components.mnist_example_gen import testing
 from pipeline import metadata_queries as mq
 from tests import test_pipeline_e2e as e2e
+
+pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD = """

@@ -19,6 +19,8 @@ from pipeline import metadata_queries as mq
 from pipeline import progress
 from pipeline import report as report_lib
 
+pytestmark = pytest.mark.slow
+
 N_TRAIN, N_EVAL, AMBIGUOUS = 300, 100, 10
 
 
