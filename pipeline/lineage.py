@@ -1,6 +1,6 @@
 """Lineage from ml-metadata: past runs, and each pushed model traced back to data.
 
-    python -m pipeline.inspect [--pipeline-root runs/pipeline] [--json]
+    python -m pipeline.lineage [--pipeline-root runs/pipeline] [--json]
 
 For every run: its nodes' states, the candidate's key metrics, blessing and push.
 For every pushed model: push -> blessing -> evaluation -> training run -> Transform
@@ -109,7 +109,7 @@ def render(runs: List[Dict[str, Any]], pushes: List[Dict[str, Any]]) -> str:
 
 def main(argv=None) -> int:
   d = config_lib.PipelineConfig()
-  p = argparse.ArgumentParser(prog='python -m pipeline.inspect', description=__doc__)
+  p = argparse.ArgumentParser(prog='python -m pipeline.lineage', description=__doc__)
   p.add_argument('--pipeline-root', default=d.pipeline_root)
   p.add_argument('--metadata-path', default=None)
   p.add_argument('--json', action='store_true', help='print JSON instead of text')
