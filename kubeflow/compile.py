@@ -261,13 +261,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def configs_from_args(args: argparse.Namespace):
   """(PipelineConfig, DeployConfig) from the flags; raises CompileError."""
-  if args.pipeline_root is None:
+  # --pipeline-root and --serving-dir are config flags (pipeline/flags.py): unset, they
+  # leave no attribute.
+  if getattr(args, 'pipeline_root', None) is None:
     raise CompileError('--pipeline-root is required: an object-store URI such as '
                        'gs://bucket/root, s3://bucket/root or minio://mlpipeline/v2/artifacts')
   if args.data_dir is None:
     raise CompileError('--data-dir is required: the default data location of runs '
                        '(gs://... or a mounted absolute path); runs may override it')
-  if args.serving_dir is None:
+  if getattr(args, 'serving_dir', None) is None:
     raise CompileError('--serving-dir is required: where the Pusher publishes blessed '
                        'models (gs://... or a mounted absolute path)')
   try:

@@ -7,6 +7,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from components import config as components_config
 from kubeflow import compile as compile_lib
 from kubeflow import deploy_config
 from kubeflow import run_parameters
@@ -119,7 +120,7 @@ def test_step_parameters(compiled):
   assert resolver[spec_rewrite.SERVING_DIR_PARAM]['runtimeValue']['constant'] == SERVING
   custom = json.loads(tasks[pipeline_lib.TRAINER]['inputs']['parameters']['custom_config']
                       ['runtimeValue']['constant'])
-  assert config_lib.PipelineConfig.from_json(custom['config']).train.epochs == 5
+  assert components_config.TrainerConfig.from_json(custom['config']).train.epochs == 5
   for beam_step in (pipeline_lib.EXAMPLE_GEN, 'StatisticsGen', pipeline_lib.TRANSFORM):
     assert _container(c, beam_step)['args'][-len(BEAM):] == list(BEAM), beam_step
   assert c.pipeline_spec['defaultPipelineRoot'] == ROOT
