@@ -147,6 +147,11 @@ class TrainConfig:
   # Batch of the validation and held-out robust-selection passes. It changes which
   # random starts each example gets, so it is the Trainer's own setting.
   eval_batch_size: int = 500
+  # Gate-aware selection: the most robust epoch among those whose held-out clean
+  # accuracy reaches this (None: the most robust epoch, whatever its clean accuracy).
+  selection_min_clean_accuracy: Optional[float] = None
+  # tf.config.experimental.enable_op_determinism(): same seed, same weights.
+  deterministic: bool = False
 
   def validate(self) -> 'TrainConfig':
     _check(isinstance(self.epochs, int) and self.epochs >= 1,
@@ -161,14 +166,35 @@ class TrainConfig:
            f'robust_eval_examples={self.robust_eval_examples!r}: must be >= 0')
     _check(self.early_stopping_patience >= 0,
            f'early_stopping_patience={self.early_stopping_patience!r}: must be >= 0')
+    _check(self.selection_min_clean_accuracy is None or
+           _fraction(self.selection_min_clean_accuracy),
+           f'selection_min_clean_accuracy={self.selection_min_clean_accuracy!r}: must '
+           'be None or in [0, 1]')
     _check(isinstance(self.eval_batch_size, int) and self.eval_batch_size >= 1,
            f'eval_batch_size={self.eval_batch_size!r}: must be an integer >= 1')
     return self
 
 
+# Evaluation attack methods. 'pgd' is FGSM (steps=1, no random start) and PGD;
+# 'apgd-ce' / 'apgd-t' are Croce & Hein's APGD with cross-entropy / targeted DLR;
+# 'square' is the score-based Square attack; 'autoattack' runs AUTOATTACK_SUITE in
+# order, each on the images still robust, and counts the worst case per image.
+ATTACK_METHODS = ('pgd', 'apgd-ce', 'apgd-t', 'square', 'autoattack')
+# AutoAttack's "standard" version minus FAB-T (see README: rarely adds on MNIST).
+AUTOATTACK_SUITE = ('apgd-ce', 'apgd-t', 'square')
+
+
 @dataclasses.dataclass(frozen=True)
 class AttackConfig:
-  """One evaluation attack. steps=1 without random start is FGSM."""
+  """One evaluation attack.
+
+  method 'pgd': steps=1 without random start is FGSM; step_size None means
+  epsilon / steps. APGD methods: steps iterations per restart (100 in AutoAttack),
+  their own step-size schedule (step_size unused). apgd-t: ``targets`` target
+  classes (the top-k other classes, 9 in AutoAttack). square: ``queries`` model
+  queries per image (5,000 in AutoAttack). autoattack: ``suite`` in order, each
+  with the settings above.
+  """
   name: str
   norm: str = 'infinity'
   epsilon: float = 0.2
@@ -177,9 +203,15 @@ class AttackConfig:
   random_start: bool = False
   restarts: int = 1
   sample_size: Optional[int] = None   # None: EvalConfig.sample_size
+  method: str = 'pgd'
+  targets: int = 9
+  queries: int = 5000
+  suite: Tuple[str, ...] = AUTOATTACK_SUITE
 
   def validate(self) -> 'AttackConfig':
     _check(bool(self.name), 'attack name must be non-empty')
+    _check(self.method in ATTACK_METHODS, f'attack {self.name}: method={self.method!r}: '
+           f'must be one of {ATTACK_METHODS}')
     _check(self.norm in GRAD_NORMS, f'attack {self.name}: norm={self.norm!r}: '
            f'must be one of {GRAD_NORMS}')
     _check(_finite(self.epsilon) and self.epsilon >= 0,
@@ -192,6 +224,18 @@ class AttackConfig:
            f'attack {self.name}: restarts={self.restarts!r}: must be >= 1')
     _check(self.sample_size is None or self.sample_size >= 1,
            f'attack {self.name}: sample_size={self.sample_size!r}: must be >= 1')
+    _check(isinstance(self.targets, int) and 1 <= self.targets <= 9,
+           f'attack {self.name}: targets={self.targets!r}: must be in 1..9')
+    _check(isinstance(self.queries, int) and self.queries >= 1,
+           f'attack {self.name}: queries={self.queries!r}: must be >= 1')
+    suite = tuple(self.suite)
+    _check(bool(suite) and all(m in AUTOATTACK_SUITE for m in suite),
+           f'attack {self.name}: suite={suite!r}: must be a non-empty subset of '
+           f'{AUTOATTACK_SUITE}')
+    _check(self.norm == 'infinity' or not (
+        self.method == 'square' or (self.method == 'autoattack' and 'square' in suite)),
+           f'attack {self.name}: the Square attack is implemented for the infinity '
+           'norm only')
     return self
 
   @property
@@ -210,7 +254,21 @@ def default_attacks() -> Tuple[AttackConfig, ...]:
       AttackConfig(name='fgsm', epsilon=0.2, steps=1, sample_size=MNIST_TEST_SIZE),
       AttackConfig(name='pgd40', epsilon=0.2, steps=40, step_size=0.01,
                    random_start=True),
+      # The number to trust: APGD-CE then APGD-T, worst case per image, on the first
+      # 1,000 images. The tutorial default runs 3 target classes and no Square to
+      # keep `make run` short; the robust presets run AutoAttack's standard suite.
+      AttackConfig(name='autoattack', method='autoattack', epsilon=0.2, steps=100,
+                   targets=3, suite=('apgd-ce', 'apgd-t'), sample_size=1000),
   )
+
+
+def standard_autoattack(epsilon: float, name: str = 'autoattack',
+                        sample_size: int = 1000) -> AttackConfig:
+  """AutoAttack's standard version (minus FAB-T): APGD-CE, APGD-T over 9 targets,
+  100 iterations each, then Square with 5,000 queries."""
+  return AttackConfig(name=name, method='autoattack', epsilon=epsilon, steps=100,
+                      targets=9, queries=5000, suite=AUTOATTACK_SUITE,
+                      sample_size=sample_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,12 +277,19 @@ class Thresholds:
 
   min_attack_accuracy maps attack name -> minimum accuracy under that attack.
   max_drop, when set, is the largest allowed fall of any metric below the latest
-  blessed model's.
+  blessed model's, measured on the same images (paired).
+  min_eval_examples: no figure the gate reads may rest on fewer examples; a smaller
+  eval split is an error, not a pass.
+  gate_confidence: compare the lower end of each figure's 95% Wilson interval, not
+  the point estimate, with its threshold, so a model whose true accuracy sits just
+  under a bound passes only by rare luck.
   """
   min_clean_accuracy: float = 0.97
   min_attack_accuracy: Dict[str, float] = dataclasses.field(
-      default_factory=lambda: {'fgsm': 0.80, 'pgd40': 0.40})
+      default_factory=lambda: {'fgsm': 0.80, 'pgd40': 0.40, 'autoattack': 0.45})
   max_drop: Optional[float] = 0.02
+  min_eval_examples: int = 100
+  gate_confidence: bool = False
 
   def validate(self) -> 'Thresholds':
     _check(_fraction(self.min_clean_accuracy),
@@ -233,6 +298,10 @@ class Thresholds:
       _check(_fraction(v), f'min_attack_accuracy[{k!r}]={v!r}: must be in [0, 1]')
     _check(self.max_drop is None or _fraction(self.max_drop),
            f'max_drop={self.max_drop!r}: must be None or in [0, 1]')
+    _check(isinstance(self.min_eval_examples, int) and self.min_eval_examples >= 1,
+           f'min_eval_examples={self.min_eval_examples!r}: must be an integer >= 1')
+    _check(isinstance(self.gate_confidence, bool),
+           f'gate_confidence={self.gate_confidence!r}: must be true or false')
     return self
 
 
@@ -242,6 +311,9 @@ class EvalConfig:
   # Robustness curve: FGSM and PGD (same settings as the PGD attack above) at each eps.
   epsilon_sweep: Tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
   sweep_sample_size: int = 1000
+  # The APGD-CE curve (when an APGD or AutoAttack attack is configured) costs ~100
+  # gradient steps per image and epsilon, so it runs on fewer images.
+  sweep_apgd_sample_size: int = 500
   sample_size: int = 2000   # first N eval examples per attack without its own
                             # sample_size; clean uses all
   batch_size: int = 500
@@ -253,6 +325,12 @@ class EvalConfig:
     _check(len(names) == len(set(names)), f'attack names must be unique: {names}')
     for k in self.thresholds.validate().min_attack_accuracy:
       _check(k in names, f'threshold for unknown attack {k!r}; attacks are {names}')
+    floor = self.thresholds.min_eval_examples
+    for a in self.attacks:
+      n = a.sample_size if a.sample_size is not None else self.sample_size
+      _check(a.name not in self.thresholds.min_attack_accuracy or n >= floor,
+             f'attack {a.name}: sample_size={n} is below min_eval_examples={floor}; '
+             'the gate would judge it on too few images (--min-eval-examples)')
     _check(all(_finite(e) and e >= 0 for e in self.epsilon_sweep),
            f'epsilon_sweep={self.epsilon_sweep!r}: must be numbers >= 0')
     _check(self.sample_size >= 1, f'sample_size={self.sample_size!r}: must be >= 1')

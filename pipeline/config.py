@@ -13,7 +13,8 @@ from typing import Any, Dict, Optional, Tuple
 
 from components.config import (AdvConfig, AttackConfig, ConfigError, EvalConfig,
                                ModelConfig, Thresholds, TrainConfig, TrainerConfig,
-                               default_attacks, from_dict, replace_dotted)
+                               default_attacks, from_dict, replace_dotted,
+                               standard_autoattack)
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -95,15 +96,48 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         'adv.multiplier': 1.0,
         'adv.loss': 'clean_plus_adv',
         'train.epochs': 12,
-        'train.robust_eval_examples': 1000,
+        # 2,000 held-out images: one standard error of a ~92% figure is 0.6 points,
+        # so the selection is not decided by noise (1,000 gave 0.8).
+        'train.robust_eval_examples': 2000,
         'train.robust_eval_pgd_steps': 10,
         'train.early_stopping_patience': 3,
-        'eval.attacks': default_attacks() + (
-            AttackConfig(name='pgd40x5', epsilon=0.2, steps=40, step_size=0.01,
-                         random_start=True, restarts=5),),
+        # Gate-aware selection: only epochs whose held-out clean accuracy clears
+        # the gate's 0.985 with a margin compete on robustness.
+        'train.selection_min_clean_accuracy': 0.987,
+        'train.deterministic': True,
+        'eval.attacks': default_attacks()[:2] + (
+            standard_autoattack(0.2),
+            standard_autoattack(0.3, name='autoattack_eps0.3', sample_size=500),),
         'eval.thresholds': Thresholds(
             min_clean_accuracy=0.985,
-            min_attack_accuracy={'fgsm': 0.90, 'pgd40': 0.90}),
+            min_attack_accuracy={'fgsm': 0.90, 'pgd40': 0.90, 'autoattack': 0.88},
+            gate_confidence=True),
+    },
+    # The literature's MNIST threat model (eps 0.3): TRADES with PGD-10 neighbors
+    # trained at eps 0.3, a wider CNN, longer training. Not yet verified over seeds.
+    'robust-eps0.3': {
+        'adv.pgd_iterations': 10,
+        'adv.pgd_epsilon': 0.3,
+        'adv.adv_step_size': 0.075,     # 2.5 * eps / steps
+        'adv.random_init': True,
+        'adv.loss': 'trades',
+        'adv.trades_beta': 6.0,
+        'model.conv_filters': (32, 64, 128),
+        'model.dense_units': 128,
+        'train.epochs': 20,
+        'train.robust_eval_examples': 2000,
+        'train.robust_eval_pgd_steps': 10,
+        'train.early_stopping_patience': 4,
+        'train.selection_min_clean_accuracy': 0.987,
+        'train.deterministic': True,
+        'eval.attacks': default_attacks()[:1] + (
+            AttackConfig(name='pgd40', epsilon=0.3, steps=40, step_size=0.01,
+                         random_start=True),
+            standard_autoattack(0.3),),
+        'eval.thresholds': Thresholds(
+            min_clean_accuracy=0.985,
+            min_attack_accuracy={'pgd40': 0.885, 'autoattack': 0.865},
+            gate_confidence=True),
     },
 }
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from components.mnist_example_gen import idx
 from components.mnist_example_gen import testing
+from components.config import AttackConfig
 from pipeline import config as config_lib
 from pipeline import local_runner
 from pipeline import metadata_queries as mq
@@ -22,6 +23,10 @@ from pipeline import report as report_lib
 pytestmark = pytest.mark.slow
 
 N_TRAIN, N_EVAL, AMBIGUOUS = 300, 100, 10
+# The default attacks with a short AutoAttack, so the suite runs end to end in seconds.
+SMALL_ATTACKS = config_lib.default_attacks()[:2] + (
+    AttackConfig(name='autoattack', method='autoattack', epsilon=0.2, steps=5,
+                 targets=1, suite=('apgd-ce', 'apgd-t'), sample_size=40),)
 
 
 def small_config(root: str, **changes) -> config_lib.PipelineConfig:
@@ -38,6 +43,8 @@ def small_config(root: str, **changes) -> config_lib.PipelineConfig:
       'eval.thresholds.min_clean_accuracy': 0.5,
       'eval.thresholds.min_attack_accuracy': {'fgsm': 0.0, 'pgd40': 0.0},
       'eval.thresholds.max_drop': 0.5,
+      'eval.thresholds.min_eval_examples': 10,
+      'eval.attacks': SMALL_ATTACKS,
       **changes})
 
 

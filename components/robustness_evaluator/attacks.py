@@ -1,4 +1,5 @@
-"""Batched, compiled attacks (clean, FGSM, PGD) against any ``logits_fn(x) -> logits``.
+"""Batched, compiled attacks (clean, FGSM, PGD, APGD, Square) against any
+``logits_fn(x) -> logits``.
 
 The perturbation math is components/adversarial/perturbation.adversarial_neighbor,
 the same code the Trainer trains against, so "robust to the training attack" means
@@ -14,6 +15,10 @@ the same thing in both places. This module adds what an *evaluation* needs on to
 * epsilon and step size are tensor arguments, so one compiled graph per attack
   *shape* (norm, steps, random start, restarts) serves the whole epsilon sweep.
 
+APGD and Square (components/adversarial/apgd.py, square.py) run on batches of
+any size through one trace each (a None batch dimension), because the AutoAttack
+suite (autoattack.py) hands them only the images still robust.
+
 numpy in, numpy out at the Attacker boundary; everything inside is TF.
 """
 import dataclasses
@@ -23,7 +28,9 @@ from typing import Callable, Dict, Iterator, Tuple
 import numpy as np
 import tensorflow as tf
 
+from components.adversarial import apgd as apgd_lib
 from components.adversarial import perturbation
+from components.adversarial import square as square_lib
 from components.adversarial.losses import cross_entropy
 from components.config import AttackConfig, EvalConfig
 
@@ -32,6 +39,7 @@ LogitsFn = Callable[[tf.Tensor], tf.Tensor]
 # Names of the two attack families of the robustness curve.
 FGSM = 'fgsm'
 PGD = 'pgd'
+APGD = 'apgd-ce'
 
 
 class NonFiniteLogitsError(ValueError):
@@ -84,6 +92,17 @@ def batch_seed(seed: int, salt: int, batch_index: int) -> tf.Tensor:
 def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
   for start in range(0, n, batch_size):
     yield slice(start, min(start + batch_size, n))
+
+
+def even_slices(n: int, batch_size: int) -> Iterator[slice]:
+  """ceil(n / batch_size) batches of near-equal size: no padding rows to pay for
+  when the suite hands over e.g. 540 images with batch_size 500 (2 x 270)."""
+  if n <= 0:
+    return
+  count = -(-n // batch_size)
+  bounds = np.linspace(0, n, count + 1).round().astype(int)
+  for a, b in zip(bounds[:-1], bounds[1:]):
+    yield slice(int(a), int(b))
 
 
 def _pad_to(a: np.ndarray, rows: int) -> np.ndarray:
@@ -178,6 +197,74 @@ class Attacker:
     return np.concatenate(xs), np.concatenate(ls)
 
 
+  # ------------------------------------------------ APGD and Square (any batch size)
+
+  def _dynamic(self, key: Tuple, build: Callable) -> Callable:
+    """One tf.function per key with a None batch dimension: traced once."""
+    if key not in self._compiled_attacks:
+      self._compiled_attacks[key] = tf.function(build, jit_compile=self._jit,
+                                                reduce_retracing=True)
+    return self._compiled_attacks[key]
+
+  def apgd(self, x: np.ndarray, y: np.ndarray, attack: AttackConfig, *, loss: str,
+           target_rank: int = 2, salt: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """(x_adv, flipped) of ``attack.restarts`` APGD restarts (worst case per image).
+
+    salt separates the random starts of different suite members and targets.
+    """
+    clip_min, clip_max = self._clip
+    norm, steps = attack.norm, attack.steps
+
+    def run(x, y, epsilon, target_rank, seed):
+      r = apgd_lib.apgd(self._logits_fn, x, y, epsilon=epsilon, norm=norm, steps=steps,
+                        loss=loss, target_rank=target_rank, seed=seed,
+                        clip_min=clip_min, clip_max=clip_max)
+      return r.x_adv, r.flipped, r.best_loss
+    fn = self._dynamic(('apgd', norm, steps, loss), run)
+    best = None
+    for restart in range(attack.restarts):
+      seed_salt = zlib.crc32(
+          f'{attack_salt(attack)}/{salt}/{restart}'.encode()) & 0x7FFFFFFF
+      outs = [fn(tf.constant(x[s]), tf.constant(y[s].astype(np.int64)),
+                 tf.constant(attack.epsilon, tf.float32),
+                 tf.constant(target_rank, tf.int32), batch_seed(self._seed, seed_salt, i))
+              for i, s in enumerate(even_slices(len(x), self._batch_size))]
+      if not outs:
+        return x.copy(), np.zeros(0, bool)
+      result = apgd_lib.ApgdResult(*(np.concatenate([o[k].numpy() for o in outs])
+                                     for k in range(3)))
+      if best is None:
+        best = result
+      else:
+        best = apgd_lib.ApgdResult(*(t.numpy() for t in apgd_lib.merge_worst_case(
+            apgd_lib.ApgdResult(*(tf.constant(v) for v in best)),
+            apgd_lib.ApgdResult(*(tf.constant(v) for v in result)))))
+    return best.x_adv, best.flipped
+
+  def square(self, x: np.ndarray, y: np.ndarray, attack: AttackConfig,
+             *, image_shape: Tuple[int, int, int], salt: int = 0
+             ) -> Tuple[np.ndarray, np.ndarray]:
+    """(x_adv, flipped) of the Square attack with ``attack.queries`` queries."""
+    clip_min, clip_max = self._clip
+    queries = attack.queries
+
+    def run(x, y, epsilon, seed):
+      r = square_lib.square_attack(self._logits_fn, x, y, epsilon=epsilon,
+                                   queries=queries, image_shape=image_shape, seed=seed,
+                                   clip_min=clip_min, clip_max=clip_max)
+      return r.x_adv, r.flipped
+    fn = self._dynamic(('square', queries, tuple(image_shape)), run)
+    seed_salt = zlib.crc32(f'{attack_salt(attack)}/square/{salt}'.encode()) & 0x7FFFFFFF
+    outs = [fn(tf.constant(x[s]), tf.constant(y[s].astype(np.int64)),
+               tf.constant(attack.epsilon, tf.float32),
+               batch_seed(self._seed, seed_salt, i))
+            for i, s in enumerate(even_slices(len(x), self._batch_size))]
+    if not outs:
+      return x.copy(), np.zeros(0, bool)
+    return (np.concatenate([o[0].numpy() for o in outs]),
+            np.concatenate([o[1].numpy() for o in outs]))
+
+
 def predictions(logits: np.ndarray) -> np.ndarray:
   return np.argmax(logits, axis=-1).astype(np.int64)
 
@@ -189,12 +276,18 @@ def sweep_attacks(config: EvalConfig) -> Dict[str, Dict[float, AttackConfig]]:
   copies the first multi-step attack (steps, step size, random start, restarts)
   with only epsilon changed. Without a multi-step attack there is no PGD curve.
   """
-  one_step = next((a for a in config.attacks if a.steps == 1), None)
-  multi_step = next((a for a in config.attacks if a.steps > 1), None)
+  pgd = [a for a in config.attacks if a.method == 'pgd']
+  one_step = next((a for a in pgd if a.steps == 1), None)
+  multi_step = next((a for a in pgd if a.steps > 1), None)
+  apgd = next((a for a in config.attacks
+               if a.method == 'apgd-ce' or (a.method == 'autoattack' and
+                                            'apgd-ce' in a.suite)), None)
   norm = one_step.norm if one_step else 'infinity'
   sweep: Dict[str, Dict[float, AttackConfig]] = {FGSM: {}}
   if multi_step is not None:
     sweep[PGD] = {}
+  if apgd is not None:
+    sweep[APGD] = {}
   for eps in config.epsilon_sweep:
     sweep[FGSM][eps] = AttackConfig(name=f'{FGSM}_sweep', norm=norm, epsilon=eps,
                                     steps=1)
@@ -202,14 +295,21 @@ def sweep_attacks(config: EvalConfig) -> Dict[str, Dict[float, AttackConfig]]:
       sweep[PGD][eps] = dataclasses.replace(
           multi_step, name=f'{PGD}_sweep', epsilon=eps,
           sample_size=config.sweep_sample_size)
+    if apgd is not None:
+      sweep[APGD][eps] = AttackConfig(
+          name=f'{APGD}_sweep', method='apgd-ce', norm=apgd.norm, epsilon=eps,
+          steps=apgd.steps, restarts=1, sample_size=config.sweep_apgd_sample_size)
   return sweep
 
 
 def attack_settings(attack: AttackConfig, sample_size: int) -> Dict:
   """What the attack actually ran with (defaults resolved), for metrics.json."""
   d = dataclasses.asdict(attack)
-  d.update(step_size=attack.effective_step_size, sample_size=sample_size,
-           white_box=True)
+  d.update(sample_size=sample_size, white_box=True)
+  if attack.method == 'pgd':
+    d.update(step_size=attack.effective_step_size)
+  else:
+    d.update(step_size='APGD schedule: 2 * epsilon, halved at checkpoints')
   return d
 
 

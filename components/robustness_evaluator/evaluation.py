@@ -18,6 +18,7 @@ from tfx.utils import path_utils
 from components import serving_contract as contract
 from components.config import AttackConfig, EvalConfig
 from components.robustness_evaluator import attacks as attacks_lib
+from components.robustness_evaluator import autoattack
 from components.robustness_evaluator import metrics as metrics_lib
 from components.robustness_evaluator.spec import BASE, CANDIDATE, EVAL_SPLIT, TABLE_ROWS
 from components.transform import features
@@ -100,9 +101,10 @@ class ModelRun:
   clean_preds: np.ndarray
   adversarial: Dict[str, np.ndarray]  # attack name -> neighbors of x[:n]
 
-  def headline(self) -> Dict[str, float]:
-    out = {metrics_lib.CLEAN: self.report['clean']['accuracy']}
-    out.update({k: v['accuracy'] for k, v in self.report['attacks'].items()})
+  def headline(self) -> Dict[str, metrics_lib.Figure]:
+    """Clean and per-attack figures, with sample sizes and per-example results."""
+    out = {metrics_lib.CLEAN: metrics_lib.figure_of(self.report['clean'])}
+    out.update({k: metrics_lib.figure_of(v) for k, v in self.report['attacks'].items()})
     return out
 
 
@@ -134,13 +136,24 @@ def evaluate_white_box(model: LoadedModel, attacker: attacks_lib.Attacker,
   adversarial = {}
   for attack in config.attacks:
     n = attacks_lib.sample_size(attack, config, len(x))
-    (x_adv, adv_logits), seconds = _timed(attacker.attack, x[:n], y[:n], attack)
-    report['attacks'][attack.name] = dict(
-        metrics_lib.summary(y[:n], attacks_lib.predictions(adv_logits), num_classes),
+    outcome, seconds = _timed(autoattack.run_attack, attacker, x[:n], y[:n], attack,
+                              logits[:n])
+    robust = autoattack.robust_mask(outcome)
+    # Worst case per image: an image some member broke counts as wrong even if its
+    # final point happens to be classified correctly again.
+    preds = np.where(robust, y[:n], np.where(
+        attacks_lib.predictions(outcome.logits) == y[:n], -1,
+        attacks_lib.predictions(outcome.logits)))
+    entry = dict(
+        metrics_lib.summary(y[:n], preds, num_classes),
         clean_accuracy_on_sample=metrics_lib.accuracy(y[:n], clean_preds[:n]),
         settings=attacks_lib.attack_settings(attack, n),
         seconds=seconds, images_per_s=_rate(n, seconds))
-    adversarial[attack.name] = x_adv
+    if attack.method != 'pgd':
+      entry.update(outcome.details,
+                   flipped_by=metrics_lib.pack_codes(outcome.flipped_by))
+    report['attacks'][attack.name] = entry
+    adversarial[attack.name] = outcome.x_adv
 
   n = min(config.sweep_sample_size, len(x))
   sweep: Dict[str, Any] = {
@@ -150,13 +163,16 @@ def evaluate_white_box(model: LoadedModel, attacker: attacks_lib.Attacker,
   for family, by_eps in attacks_lib.sweep_attacks(config).items():
     sweep['accuracy'][family], sweep['seconds'][family] = {}, {}
     for eps, attack in by_eps.items():
-      (_, adv_logits), seconds = _timed(attacker.attack, x[:n], y[:n], attack)
-      sweep['accuracy'][family][str(eps)] = metrics_lib.accuracy(
-          y[:n], attacks_lib.predictions(adv_logits))
+      m = min(n, config.sweep_apgd_sample_size) if attack.method != 'pgd' else n
+      outcome, seconds = _timed(autoattack.run_attack, attacker, x[:m], y[:m], attack,
+                                logits[:m])
+      sweep['accuracy'][family][str(eps)] = float(
+          np.mean(autoattack.robust_mask(outcome)))
       sweep['seconds'][family][str(eps)] = seconds
-      settings = attacks_lib.attack_settings(attack, n)
-      settings.update(epsilon=list(config.epsilon_sweep),
-                      step_size=attack.step_size or 'epsilon / steps')
+      settings = attacks_lib.attack_settings(attack, m)
+      settings.update(epsilon=list(config.epsilon_sweep))
+      if attack.method == 'pgd':
+        settings.update(step_size=attack.step_size or 'epsilon / steps')
       sweep['settings'][family] = settings
   report['sweep'] = sweep
   report['seconds'] = time.perf_counter() - start
@@ -171,12 +187,14 @@ def ordering_warnings(role: str, run: ModelRun, config: EvalConfig) -> List[str]
     n = run.report['attacks'][attack.name]['num_examples']
     groups.setdefault((attack.norm, attack.epsilon, n), []).append(attack)
   for (norm, eps, n), group in groups.items():
-    group.sort(key=lambda a: (a.steps, a.restarts, a.random_start))
+    group.sort(key=lambda a: (METHOD_STRENGTH[a.method], a.steps, a.restarts,
+                              a.random_start))
     first = run.report['attacks'][group[0].name]
     ladder = [('clean', first['clean_accuracy_on_sample'])]
     ladder += [(a.name, run.report['attacks'][a.name]['accuracy']) for a in group]
     warnings += metrics_lib.ordering_warnings(
         ladder, f'{role} model, {norm} eps={eps}, first {n} examples')
+  warnings += worst_case_warnings(role, run, config)
   sweep = run.report['sweep']
   families = list(sweep['accuracy'])
   for eps in config.epsilon_sweep:
@@ -189,6 +207,75 @@ def ordering_warnings(role: str, run: ModelRun, config: EvalConfig) -> List[str]
                for e in sorted(config.epsilon_sweep)]
     warnings += metrics_lib.ordering_warnings(ladder, f'{role} model, {f} sweep')
   return warnings
+
+
+# Weakest first: the order in which a stronger attack must not score higher.
+METHOD_STRENGTH = {'pgd': 0, 'square': 1, 'apgd-ce': 2, 'apgd-t': 3, 'autoattack': 4}
+
+
+def worst_case_warnings(role: str, run: ModelRun, config: EvalConfig) -> List[str]:
+  """An AutoAttack-style worst case must sit at or below every single attack at the
+  same epsilon, image by image on the images both saw; and Square must not beat the
+  gradient attacks (masking)."""
+  warnings = []
+  attacks = run.report['attacks']
+  for suite in (a for a in config.attacks if a.method == 'autoattack'):
+    s = attacks[suite.name]
+    context = f'{role} model, {suite.name}'
+    warnings += autoattack.masking_warnings(
+        suite.name, autoattack.Outcome(None, None, metrics_lib.unpack_codes(
+            s['flipped_by']), tuple(s['members']), s), context)
+    worst = metrics_lib.unpack_mask(s['correct'], s['num_examples'])
+    for other in config.attacks:
+      if other is suite or (other.norm, other.epsilon) != (suite.norm, suite.epsilon):
+        continue
+      o = attacks[other.name]
+      m = min(len(worst), o['num_examples'])
+      single = metrics_lib.unpack_mask(o['correct'], o['num_examples'])[:m]
+      if np.any(worst[:m] & ~single):
+        warnings.append(
+            f'{context}: {int(np.sum(worst[:m] & ~single))} image(s) broken by '
+            f'{other.name} survived {suite.name} on the first {m} images: the worst '
+            f'case is not below every single attack ({metrics_lib.WEAK_ATTACK})')
+  return warnings
+
+
+SANITY_EXAMPLES = 200
+LARGE_EPSILON = 0.5
+
+
+def sanity_checks(attacker: attacks_lib.Attacker, x: np.ndarray, y: np.ndarray,
+                  config: EvalConfig) -> Tuple[Dict[str, Any], List[str]]:
+  """Masking checks on a small sample, for the candidate: at epsilon 0.5 almost no
+  MNIST digit survives (half-grey images are ambiguous), and more APGD iterations
+  never raise accuracy."""
+  apgd = next((a for a in config.attacks
+               if a.method in ('apgd-ce', 'autoattack')), None)
+  if apgd is None:
+    return {}, []
+  n = min(SANITY_EXAMPLES, len(x))
+  xs, ys = x[:n], y[:n]
+  base = AttackConfig(name='sanity', method='apgd-ce', norm=apgd.norm,
+                      epsilon=apgd.epsilon, steps=apgd.steps)
+  def acc(attack):
+    return float(np.mean(autoattack.robust_mask(
+        autoattack.run_attack(attacker, xs, ys, attack))))
+  short = dataclasses.replace(base, steps=max(1, apgd.steps // 4))
+  large = dataclasses.replace(base, epsilon=LARGE_EPSILON, steps=max(1, apgd.steps // 4))
+  out = {'sample_size': n, f'apgd-ce {short.steps} steps': acc(short),
+         f'apgd-ce {base.steps} steps': acc(base),
+         f'apgd-ce eps={LARGE_EPSILON}': acc(large)}
+  warnings = []
+  if out[f'apgd-ce {base.steps} steps'] > out[f'apgd-ce {short.steps} steps'] + 0.01:
+    warnings.append(
+        f'sanity: APGD-CE with {base.steps} steps leaves more of the first {n} images '
+        f'correct than with {short.steps} ({out}): {metrics_lib.WEAK_ATTACK}')
+  if out[f'apgd-ce eps={LARGE_EPSILON}'] > 0.1:
+    warnings.append(
+        f'sanity: {100 * out[f"apgd-ce eps={LARGE_EPSILON}"]:.1f}% of the first {n} '
+        f'images survive APGD-CE at eps={LARGE_EPSILON}, where almost none should: '
+        f'{metrics_lib.WEAK_ATTACK}')
+  return out, warnings
 
 
 def evaluate_transfer(base: ModelRun, targets: Dict[str, attacks_lib.Attacker],

@@ -91,6 +91,11 @@ class Executor(base_executor.BaseExecutor):
 
     x, y = evaluation_lib.load_eval_split(
         artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY]))
+    floor = config.thresholds.min_eval_examples
+    if len(x) < floor:
+      raise evaluation_lib.EvaluationError(
+          f'eval split has {len(x)} example(s), fewer than min_eval_examples={floor}: '
+          'no gate figure can rest on so few images (--min-eval-examples to change)')
     models = {CANDIDATE: evaluation_lib.load_model(
         artifact_utils.get_single_instance(input_dict[MODEL_KEY]), CANDIDATE)}
     for role, key in ((BASE, BASE_MODEL_KEY), (BASELINE, BASELINE_MODEL_KEY)):
@@ -122,6 +127,9 @@ class Executor(base_executor.BaseExecutor):
     }
     for role, run in runs.items():
       report['warnings'] += evaluation_lib.ordering_warnings(role, run, config)
+    report['sanity'], sanity_warnings = evaluation_lib.sanity_checks(
+        attackers[CANDIDATE], x, y, config)
+    report['warnings'] += sanity_warnings
     if BASE in runs:
       transfer = evaluation_lib.evaluate_transfer(
           runs[BASE], {r: a for r, a in attackers.items() if r != BASE}, y,
@@ -143,8 +151,8 @@ class Executor(base_executor.BaseExecutor):
     _write_bytes(os.path.join(evaluation.uri, EXAMPLES_FILE), grid)
     io_utils.write_string_file(os.path.join(evaluation.uri, METRICS_FILE),
                                json.dumps(report, indent=2, sort_keys=True))
-    for name, value in runs[CANDIDATE].headline().items():
-      evaluation.set_float_custom_property(f'{name}_accuracy', value)
+    for name, fig in runs[CANDIDATE].headline().items():
+      evaluation.set_float_custom_property(f'{name}_accuracy', fig.accuracy)
 
     for w in report['warnings']:
       logging.warning('RobustnessEvaluator: %s', w)

@@ -29,7 +29,7 @@ def _config(**thresholds) -> EvalConfig:
       batch_size=16, seed=0,
       thresholds=Thresholds(**dict(
           dict(min_clean_accuracy=0.5, min_attack_accuracy={'fgsm': 0.0},
-               max_drop=1.0), **thresholds)))
+               max_drop=1.0, min_eval_examples=1), **thresholds)))
 
 
 class _Linear(tf.Module):
@@ -286,7 +286,8 @@ def test_ordering_warnings_name_the_violations():
 def test_clean_only_config(world, tmp_path):
   config = dataclasses.replace(
       _config(), attacks=(),
-      thresholds=Thresholds(min_clean_accuracy=0.5, min_attack_accuracy={}))
+      thresholds=Thresholds(min_clean_accuracy=0.5, min_attack_accuracy={},
+                            min_eval_examples=1))
   evaluation, blessing = _run(world, tmp_path, config, base_model=world['base'])
   with open(os.path.join(evaluation.uri, spec.METRICS_FILE)) as f:
     report = json.load(f)

@@ -43,9 +43,11 @@ def test_checks_pass_when_every_threshold_is_met():
   by_name = _by_name(checks)
   assert set(by_name) == {'min_clean_accuracy', 'min_attack_accuracy/fgsm',
                           'min_attack_accuracy/pgd40'}
-  assert by_name['min_attack_accuracy/fgsm'] == dict(
+  fgsm = by_name['min_attack_accuracy/fgsm']
+  assert {k: fgsm[k] for k in ('name', 'value', 'threshold', 'comparison', 'passed',
+                               'measure')} == dict(
       name='min_attack_accuracy/fgsm', value=0.6, threshold=0.5, comparison='>=',
-      passed=True)
+      passed=True, measure='accuracy')
   assert metrics.is_blessed(checks)
   assert metrics.failed(checks) == []
 
@@ -96,3 +98,53 @@ def test_threshold_for_an_unknown_attack_is_an_error():
 
 def test_no_checks_means_not_blessed():
   assert not metrics.is_blessed([])
+
+
+def test_wilson_interval_matches_the_formula_and_stays_in_range():
+  lo, hi = metrics.wilson_interval(90, 100)
+  assert lo == pytest.approx(0.8256, abs=1e-4) and hi == pytest.approx(0.9448, abs=1e-4)
+  assert metrics.wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
+  assert metrics.wilson_interval(10, 10)[1] == pytest.approx(1.0, abs=1e-12)
+  assert metrics.wilson_interval(1, 1)[0] < 0.25   # one example proves little
+
+
+def test_masks_round_trip():
+  mask = np.random.default_rng(0).random(1001) < 0.3
+  assert np.array_equal(metrics.unpack_mask(metrics.pack_mask(mask), 1001), mask)
+
+
+def test_one_example_is_refused_by_the_minimum_eval_size():
+  checks = metrics.blessing_checks(
+      {'clean': metrics.Figure(1.0, 1)}, Thresholds(min_attack_accuracy={}))
+  (c,) = checks
+  assert not c['passed'] and c['measure'] == 'num_examples' and c['value'] == 1
+
+
+def test_lower_bound_gate_fails_a_threshold_just_above_the_truth():
+  # 905/1000 correct: the point estimate clears 0.90, its interval does not.
+  fig = metrics.Figure(0.905, 1000)
+  loose = Thresholds(min_clean_accuracy=0.90, min_attack_accuracy={})
+  strict = Thresholds(min_clean_accuracy=0.90, min_attack_accuracy={},
+                      gate_confidence=True)
+  assert metrics.is_blessed(metrics.blessing_checks({'clean': fig}, loose))
+  (c,) = metrics.blessing_checks({'clean': fig}, strict)
+  assert not c['passed'] and c['measure'] == 'ci95_lower_bound'
+  assert c['value'] == pytest.approx(c['ci95'][0]) and c['value'] < 0.90
+
+
+def test_max_drop_is_paired_on_the_same_images():
+  rng = np.random.default_rng(0)
+  base = rng.random(1000) < 0.9
+  cand = base.copy()
+  flip = np.flatnonzero(base)[:30]          # the candidate loses 30 images ...
+  cand[flip] = False
+  gain = np.flatnonzero(~base)[:5]          # ... and gains 5
+  cand[gain] = True
+  t = Thresholds(min_clean_accuracy=0.0, min_attack_accuracy={}, max_drop=0.02)
+  checks = _by_name(metrics.blessing_checks(
+      {'clean': metrics.Figure(cand.mean(), 1000, cand)}, t,
+      {'clean': metrics.Figure(base.mean(), 1000, base)}))
+  drop = checks['max_drop/clean']
+  assert drop['paired'] and (drop['lost'], drop['gained']) == (30, 5)
+  assert drop['value'] == pytest.approx(0.025) and not drop['passed']
+  assert drop['ci95'][0] < 0.025 < drop['ci95'][1]

@@ -1,5 +1,5 @@
 """Keras callbacks of the Trainer: NaN guard and model selection on robustness."""
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from absl import logging
 import numpy as np
@@ -10,8 +10,34 @@ from components.adversarial import losses
 from components.adversarial import perturbation
 from components.config import AdvConfig, AttackConfig
 
-RobustMetric = Callable[[keras.Model], float]
+# metric(model) -> robust accuracy, or (robust accuracy, clean accuracy).
+RobustMetric = Callable[[keras.Model], Union[float, Tuple[float, float]]]
 ROBUST_ACCURACY = 'robust_accuracy'
+CLEAN_ACCURACY = 'holdout_clean_accuracy'
+
+
+def select_epoch(history: Sequence[Tuple[float, Optional[float]]],
+                 min_clean: Optional[float]) -> Tuple[Optional[int], bool]:
+  """(epoch index, qualified): the gate-aware choice among (robust, clean) figures.
+
+  Highest robust accuracy among the epochs whose clean accuracy clears min_clean;
+  ties go to the higher clean accuracy, then to the earlier epoch. When no epoch
+  qualifies (or min_clean is None) the choice is made over all epochs and
+  ``qualified`` says whether the clean bound held.
+  """
+  if not history:
+    return None, False
+  def key(i):
+    robust, clean = history[i]
+    return (robust, clean if clean is not None else -1.0, -i)
+  everyone = range(len(history))
+  if min_clean is None:
+    return max(everyone, key=key), True
+  ok = [i for i in everyone
+        if history[i][1] is not None and history[i][1] >= min_clean]
+  if ok:
+    return max(ok, key=key), True
+  return max(everyone, key=key), False
 
 
 class NanLossError(RuntimeError):
@@ -43,12 +69,15 @@ class RobustModelSelection(keras.callbacks.Callback):
   """
 
   def __init__(self, metric: RobustMetric, patience: int = 0,
-               log_dir: Optional[str] = None):
+               log_dir: Optional[str] = None, min_clean: Optional[float] = None):
     super().__init__()
     if patience < 0:
       raise ValueError(f'patience={patience!r}: must be >= 0')
     self._metric = metric
     self._patience = patience
+    self.min_clean = min_clean
+    self.figures: List[Tuple[float, Optional[float]]] = []
+    self.qualified = True
     self._writer = tf.summary.create_file_writer(log_dir) if log_dir else None
     self.history: List[float] = []
     self.best_epoch: Optional[int] = None
@@ -58,18 +87,27 @@ class RobustModelSelection(keras.callbacks.Callback):
 
   def on_train_begin(self, logs=None):
     self.history, self.best_epoch, self.best_value = [], None, -np.inf
-    self._best_weights, self._wait = None, 0
+    self._best_weights, self._wait, self.figures = None, 0, []
 
   def on_epoch_end(self, epoch, logs=None):
-    value = float(self._metric(self.model))
+    measured = self._metric(self.model)
+    value, clean = (measured if isinstance(measured, tuple) else (measured, None))
+    value = float(value)
+    clean = None if clean is None else float(clean)
     self.history.append(value)
+    self.figures.append((value, clean))
     if logs is not None:
       logs[ROBUST_ACCURACY] = value
+      if clean is not None:
+        logs[CLEAN_ACCURACY] = clean
     if self._writer is not None:
       with self._writer.as_default():
         tf.summary.scalar(ROBUST_ACCURACY, value, step=epoch)
+        if clean is not None:
+          tf.summary.scalar(CLEAN_ACCURACY, clean, step=epoch)
       self._writer.flush()
-    if value > self.best_value:
+    choice, self.qualified = select_epoch(self.figures, self.min_clean)
+    if choice == epoch:
       self.best_value, self.best_epoch, self._wait = value, epoch, 0
       self._best_weights = self.model.get_weights()
     else:
@@ -82,6 +120,11 @@ class RobustModelSelection(keras.callbacks.Callback):
                  self.best_value)
 
   def on_train_end(self, logs=None):
+    if not self.qualified and self.min_clean is not None:
+      logging.warning(
+          'Model selection: NO epoch reached held-out clean accuracy %.4f (best was '
+          '%.4f); keeping the most robust epoch, which the clean gate will likely '
+          'refuse.', self.min_clean, max(c or 0.0 for _, c in self.figures))
     if self._best_weights is not None:
       self.model.set_weights(self._best_weights)
       logging.info('Restored the weights of epoch %d (%s=%.4f).', self.best_epoch + 1,
@@ -111,14 +154,15 @@ class PgdAccuracy:
     self._fn = None
     self._fn_model = None
 
-  def __call__(self, model: keras.Model) -> float:
+  def __call__(self, model: keras.Model) -> Tuple[float, float]:
+    """(robust accuracy, clean accuracy) on the held-out examples."""
     if self._fn is None or self._fn_model is not model:
       self._fn, self._fn_model = self._compile(model), model
-    correct, total = 0, 0
+    correct, clean, total = 0, 0, 0
     for i, (x, y) in enumerate(self._dataset):
-      c, n = self._fn(x, y, tf.constant([self._seed, i], tf.int32))
-      correct, total = correct + int(c), total + int(n)
-    return correct / max(total, 1)
+      c, k, n = self._fn(x, y, tf.constant([self._seed, i], tf.int32))
+      correct, clean, total = correct + int(c), clean + int(k), total + int(n)
+    return correct / max(total, 1), clean / max(total, 1)
 
   def _compile(self, model: keras.Model):
     attack, adv = self._attack, self._adv
@@ -137,8 +181,9 @@ class PgdAccuracy:
           x, grad_fn, step_size=attack.effective_step_size, norm=attack.norm,
           iterations=attack.steps, epsilon=attack.epsilon, random_init=True,
           clip_min=adv.clip_value_min, clip_max=adv.clip_value_max, seed=seed)
-      pred = tf.argmax(model(x_adv, training=False), axis=-1)
-      hits = tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(y, pred.dtype)), tf.int64))
-      return hits, tf.size(y, out_type=tf.int64)
+      def hits(v):
+        pred = tf.argmax(model(v, training=False), axis=-1)
+        return tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(y, pred.dtype)), tf.int64))
+      return hits(x_adv), hits(x), tf.size(y, out_type=tf.int64)
 
     return correct_under_attack

@@ -76,11 +76,43 @@ def test_pgd_accuracy_is_one_for_a_robust_constant_model_and_drops_for_a_fragile
   metric = callbacks.PgdAccuracy(ds, callbacks.robust_eval_attack(adv, 3), adv, seed=0)
   constant = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, kernel_initializer='zeros',
                                bias_initializer=keras.initializers.Constant([1.0, 0.0]))])
-  assert metric(constant) == 1.0
+  assert metric(constant) == (1.0, 1.0)
   # Class 0 wins only while the first pixel stays at or below ~0.5: any attack
   # that ends with a positive change of that pixel flips it.
   fragile = keras.Sequential([keras.Input((4,)), keras.layers.Dense(
       2, kernel_initializer=keras.initializers.Constant([[0.0, 20.0]] + [[0.0, 0.0]] * 3),
       bias_initializer=keras.initializers.Constant([0.0, -10.001]))])
   assert float(tf.reduce_mean(tf.cast(tf.argmax(fragile(x), -1) == 0, tf.float32))) == 1.0
-  assert metric(fragile) == 0.0
+  assert metric(fragile) == (0.0, 1.0)   # (robust, clean)
+
+
+@pytest.mark.parametrize('history,min_clean,expected', [
+    # Ties on robust accuracy go to the higher clean accuracy (issue: 0.929 x 3).
+    ([(0.929, 0.9817), (0.929, 0.9856), (0.929, 0.9828)], None, (1, True)),
+    # An epoch under the clean bound is never chosen over one above it.
+    ([(0.95, 0.980), (0.93, 0.987), (0.94, 0.984)], 0.985, (1, True)),
+    # None qualifies: the most robust is kept, and that is reported.
+    ([(0.95, 0.980), (0.93, 0.981)], 0.985, (0, False)),
+    ([], 0.985, (None, False)),
+])
+def test_gate_aware_selection(history, min_clean, expected):
+  assert callbacks.select_epoch(history, min_clean) == expected
+
+
+def test_selection_restores_the_qualifying_epoch_and_says_when_none_qualifies():
+  model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+  figures = iter([(0.95, 0.980), (0.93, 0.987), (0.96, 0.981)])
+  sel = callbacks.RobustModelSelection(lambda m: next(figures), min_clean=0.985)
+  sel.set_model(model)
+  sel.on_train_begin()
+  for epoch in range(3):
+    model.set_weights([np.full((1, 1), epoch, np.float32), np.zeros(1, np.float32)])
+    sel.on_epoch_end(epoch, {})
+  sel.on_train_end()
+  assert sel.best_epoch == 1 and sel.qualified
+  assert model.get_weights()[0][0, 0] == 1.0
+  never = callbacks.RobustModelSelection(lambda m: (0.9, 0.5), min_clean=0.985)
+  never.set_model(model)
+  never.on_train_begin()
+  never.on_epoch_end(0, {})
+  assert not never.qualified

@@ -3,6 +3,7 @@
 Kept apart from run_fn so tests and bench/ drive the same code without TFX FnArgs.
 """
 import contextlib
+import json
 import os
 from typing import Optional, Sequence, Tuple
 
@@ -23,6 +24,7 @@ from components.config import PRECISIONS, TrainerConfig
 
 CHECKPOINT_SUBDIR = 'checkpoints'
 ROBUST_LOG_SUBDIR = 'robust_selection'
+SELECTION_FILE = 'selection.json'
 
 
 @contextlib.contextmanager
@@ -80,13 +82,36 @@ def make_callbacks(config: TrainerConfig, model_run_dir: str,
         attack, config.adv, seed=config.train.seed)
     result.append(callbacks_lib.RobustModelSelection(
         metric, patience=config.train.early_stopping_patience,
-        log_dir=os.path.join(model_run_dir, ROBUST_LOG_SUBDIR)))
+        log_dir=os.path.join(model_run_dir, ROBUST_LOG_SUBDIR),
+        min_clean=config.train.selection_min_clean_accuracy))
   result.append(keras.callbacks.ModelCheckpoint(
       os.path.join(model_run_dir, CHECKPOINT_SUBDIR, 'epoch-{epoch:03d}'),
       save_weights_only=True))
   result.append(keras.callbacks.TensorBoard(log_dir=model_run_dir, update_freq='epoch',
                                             write_graph=False, profile_batch=0))
   return result
+
+
+def _write_selection(callbacks, holdout, model_run_dir: str) -> None:
+  """The model run's record of the robust selection: per-epoch held-out figures,
+  the chosen epoch, whether it cleared the clean bound, and the standard error."""
+  selection = next((c for c in callbacks
+                    if isinstance(c, callbacks_lib.RobustModelSelection)), None)
+  if selection is None or selection.best_epoch is None:
+    return
+  n = len(holdout[1])
+  robust = selection.best_value
+  record = {'holdout_examples': n,
+            'epochs': [{'epoch': i + 1, 'robust_accuracy': r, 'clean_accuracy': c}
+                       for i, (r, c) in enumerate(selection.figures)],
+            'chosen_epoch': selection.best_epoch + 1,
+            'min_clean_accuracy': selection.min_clean,
+            'qualified': selection.qualified,
+            'robust_accuracy_standard_error': (robust * (1 - robust) / n) ** 0.5}
+  tf.io.gfile.makedirs(model_run_dir)
+  with tf.io.gfile.GFile(os.path.join(model_run_dir, SELECTION_FILE), 'w') as f:
+    f.write(json.dumps(record, indent=2))
+  logging.info('Trainer: model selection %s', json.dumps(record))
 
 
 def train_and_export(config: TrainerConfig, mode: str, *,
@@ -103,6 +128,10 @@ def train_and_export(config: TrainerConfig, mode: str, *,
   train_cfg = config.train
   # Before any dataset exists: tf.data derives its shuffle seeds from the global one.
   keras.utils.set_random_seed(train_cfg.seed)
+  if train_cfg.deterministic:
+    # Same seed, same weights: deterministic kernels (and tf.data order). Process
+    # wide and irreversible, which is why it is opt-in outside the presets.
+    tf.config.experimental.enable_op_determinism()
   strategy = make_strategy(devices)
   replicas = strategy.num_replicas_in_sync
   batch_size = data.global_batch_size(train_cfg.batch_size, replicas)
@@ -127,9 +156,10 @@ def train_and_export(config: TrainerConfig, mode: str, *,
   with precision_policy(train_cfg.precision):
     with strategy.scope():
       model = compile_model(config, mode)
+    callbacks = make_callbacks(config, model_run_dir, holdout)
     history = model.fit(train_ds, epochs=train_cfg.epochs, validation_data=eval_ds,
-                        callbacks=make_callbacks(config, model_run_dir, holdout),
-                        verbose=verbose)
+                        callbacks=callbacks, verbose=verbose)
+    _write_selection(callbacks, holdout, model_run_dir)
     export.export_serving_model(model.base, transform_output, serving_model_dir)
   logging.info('Trainer: exported %s', serving_model_dir)
   return history
