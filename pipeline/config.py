@@ -17,6 +17,9 @@ from components.config import (AdvConfig, AttackConfig, ConfigError, EvalConfig,
                                standard_autoattack)
 
 
+DATA_SOURCES = ('idx', 'tfds')
+
+
 def _check(cond: bool, msg: str) -> None:
   if not cond:
     raise ConfigError(msg)
@@ -28,7 +31,12 @@ class PipelineConfig:
   pipeline_root: str = 'runs/pipeline'
   metadata_path: Optional[str] = None          # default: <pipeline_root>/metadata.sqlite
   serving_dir: str = 'serving/mnist_adv'
-  data_dir: Optional[str] = None               # MNIST IDX files; None: download cache
+  data_dir: Optional[str] = None               # MNIST IDX files (source 'idx')
+  # 'idx' (a directory of the four IDX files, with spans) or 'tfds' (a prepared
+  # tensorflow-datasets mnist); None: idx when a data dir is given, else tfds.
+  data_source: Optional[str] = None
+  tfds_data_dir: Optional[str] = None          # None: $TFDS_DATA_DIR, else tfds's
+  tfds_version: str = '3.0.1'
   # Sub-folder pattern of data_dir holding one span each, e.g. 'span-{SPAN}'. None
   # reads the IDX files at the top of data_dir as span 0.
   span_pattern: Optional[str] = None
@@ -50,6 +58,8 @@ class PipelineConfig:
     self.train.validate()
     self.eval.validate()
     _check(bool(self.pipeline_name), 'pipeline_name must be non-empty')
+    _check(self.data_source in (None,) + DATA_SOURCES,
+           f'data_source={self.data_source!r}: must be one of {DATA_SOURCES}')
     return self
 
   @property

@@ -55,6 +55,12 @@ FLAGS = (
     Flag(_PIPELINE, '--span-pattern', 'span_pattern', {},
          "sub-folder pattern of --data-dir holding one span each, e.g. 'span-{SPAN}'; "
          'the latest span is ingested'),
+    Flag(_PIPELINE, '--source', 'data_source', {'choices': config_lib.DATA_SOURCES},
+         'idx: --data-dir of IDX files; tfds: a prepared tensorflow-datasets mnist '
+         '(None: idx when a data dir is given, else tfds)'),
+    Flag(_PIPELINE, '--tfds-data-dir', 'tfds_data_dir', {},
+         'tfds data dir (None: $TFDS_DATA_DIR, else tfds\'s default, as tfds.load)'),
+    Flag(_PIPELINE, '--tfds-version', 'tfds_version', {}),
     Flag(_TRAIN, '--epochs', 'train.epochs', {'type': int}),
     Flag(_TRAIN, '--batch-size', 'train.batch_size', {'type': int}, 'per replica'),
     Flag(_TRAIN, '--learning-rate', 'train.learning_rate', {'type': float}),
@@ -62,6 +68,11 @@ FLAGS = (
     Flag(_TRAIN, '--precision', 'train.precision',
          {'choices': components_config.PRECISIONS}, 'Keras dtype policy'),
     Flag(_TRAIN, '--jit-compile', 'train.jit_compile', {'type': _bool}, 'XLA'),
+    Flag(_TRAIN, '--deterministic', 'train.deterministic', {'type': _bool},
+         'deterministic kernels: same seed, same weights'),
+    Flag(_TRAIN, '--selection-min-clean-accuracy', 'train.selection_min_clean_accuracy',
+         {'type': _optional_float},
+         'robust model selection only among epochs with this held-out clean accuracy'),
     Flag(_ADV, '--multiplier', 'adv.multiplier', {'type': float}),
     Flag(_ADV, '--adv-step-size', 'adv.adv_step_size', {'type': float}),
     Flag(_ADV, '--adv-grad-norm', 'adv.adv_grad_norm',
@@ -77,7 +88,12 @@ FLAGS = (
     Flag(_GATE, '--min-clean-accuracy', 'eval.thresholds.min_clean_accuracy',
          {'type': float}),
     Flag(_GATE, '--max-drop', 'eval.thresholds.max_drop', {'type': _optional_float},
-         'largest allowed drop vs the last blessed model, or none'),
+         'largest allowed drop vs the last blessed model (paired, same images), or '
+         'none'),
+    Flag(_GATE, '--min-eval-examples', 'eval.thresholds.min_eval_examples',
+         {'type': int}, 'fewest images any gate figure may rest on'),
+    Flag(_GATE, '--gate-confidence', 'eval.thresholds.gate_confidence', {'type': _bool},
+         "compare the 95%% interval's lower bound, not the point estimate"),
 )
 
 
@@ -95,8 +111,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                  help='named bundle of settings applied before the other flags '
                       f'(default {d.preset})')
   g.add_argument('--data-dir', default=None,
-                 help='directory with the four MNIST IDX files (default: $MNIST_DIR, '
-                      'else the download cache)')
+                 help='directory with the four MNIST IDX files (default: $MNIST_DIR; '
+                      'with neither, the tfds source is used)')
   g.add_argument('--beam-workers', type=int, default=None,
                  help='Beam DirectRunner worker processes (default 1: in memory)')
   g.add_argument('--no-base-model', dest='train_base_model', action='store_false',

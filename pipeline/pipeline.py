@@ -47,9 +47,19 @@ def create_pipeline(
     schema_path: str = SCHEMA_PATH,
     data_only: bool = False,
 ) -> tfx.dsl.Pipeline:
-  """Builds the pipeline. data_only stops after Transform (ingest and normalize)."""
+  """Builds the pipeline. data_only stops after Transform (ingest and normalize).
+
+  data_dir is the IDX directory, or the tfds data dir when config.data_source is
+  'tfds'; both ExampleGens have the node id EXAMPLE_GEN and the same output schema.
+  """
   config.validate()
-  example_gen = MnistExampleGen(input_base=data_dir, span_pattern=config.span_pattern)
+  if config.data_source == 'tfds':
+    # Imported here: the IDX path never needs tensorflow-datasets' component.
+    from components.mnist_example_gen.tfds_component import TfdsMnistExampleGen  # pylint: disable=g-import-not-at-top
+    example_gen = TfdsMnistExampleGen(data_dir, version=config.tfds_version).with_id(
+        EXAMPLE_GEN)
+  else:
+    example_gen = MnistExampleGen(input_base=data_dir, span_pattern=config.span_pattern)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.SchemaGen(
       statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
