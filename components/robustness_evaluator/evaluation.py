@@ -4,9 +4,11 @@ attack them, and turn the results into metrics.json's sections.
 Kept out of executor.py (TFX plumbing) so bench/ and tests drive the same code.
 """
 import dataclasses
+import hashlib
+import json
 import os
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -118,9 +120,37 @@ def _rate(n: int, seconds: float) -> float:
   return n / seconds if seconds > 0 else float('inf')
 
 
+def data_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
+  """sha256 of the eval images and labels: reused figures must be of these images."""
+  digest = hashlib.sha256()
+  digest.update(np.ascontiguousarray(x, np.float32).tobytes())
+  digest.update(np.ascontiguousarray(y, np.int64).tobytes())
+  return digest.hexdigest()
+
+
+def reusable(previous: Optional[Dict[str, Any]], model: LoadedModel, fingerprint: str,
+             config: EvalConfig) -> Optional[Dict[str, Any]]:
+  """The model's own earlier report from a metrics.json, if it was made on the same
+  eval data with the same seed and batching (its attacks are matched one by one)."""
+  if not previous or previous.get('eval_data_sha256') != fingerprint:
+    return None
+  old = previous.get('config', {})
+  if (old.get('seed'), old.get('batch_size')) != (config.seed, config.batch_size):
+    return None
+  run = previous.get('models', {}).get(CANDIDATE)
+  if not run or run.get('uri') != model.uri:
+    return None
+  return run
+
+
 def evaluate_white_box(model: LoadedModel, attacker: attacks_lib.Attacker,
-                       x: np.ndarray, y: np.ndarray, config: EvalConfig) -> ModelRun:
-  """Clean accuracy on all examples, every attack and the epsilon sweep."""
+                       x: np.ndarray, y: np.ndarray, config: EvalConfig,
+                       cached: Optional[Dict[str, Any]] = None) -> ModelRun:
+  """Clean accuracy on all examples, every attack and the epsilon sweep.
+
+  cached: this model's earlier report on the same data (``reusable``); an attack or
+  sweep whose settings are unchanged is taken from it instead of attacked again.
+  """
   start = time.perf_counter()
   logits, seconds = _timed(attacker.logits, x)
   num_classes = logits.shape[-1]
@@ -134,8 +164,17 @@ def evaluate_white_box(model: LoadedModel, attacker: attacks_lib.Attacker,
                     seconds=seconds, images_per_s=_rate(len(x), seconds)),
       'attacks': {}}
   adversarial = {}
+  cached_attacks = (cached or {}).get('attacks', {})
+  reused = []
   for attack in config.attacks:
     n = attacks_lib.sample_size(attack, config, len(x))
+    old = cached_attacks.get(attack.name)
+    # Compared as JSON (tuples and lists alike), as the earlier report was stored.
+    settings = json.loads(json.dumps(attacks_lib.attack_settings(attack, n)))
+    if old and old.get('settings') == settings:
+      report['attacks'][attack.name] = dict(old, reused_from=cached.get('uri'))
+      reused.append(attack.name)
+      continue
     outcome, seconds = _timed(autoattack.run_attack, attacker, x[:n], y[:n], attack,
                               logits[:n])
     robust = autoattack.robust_mask(outcome)
@@ -155,7 +194,15 @@ def evaluate_white_box(model: LoadedModel, attacker: attacks_lib.Attacker,
     report['attacks'][attack.name] = entry
     adversarial[attack.name] = outcome.x_adv
 
+  report['reused'] = reused
   n = min(config.sweep_sample_size, len(x))
+  old_sweep = (cached or {}).get('sweep')
+  if old_sweep and old_sweep.get('sample_size') == n and old_sweep.get(
+      'settings_key') == _sweep_key(config, n):
+    report['sweep'] = old_sweep
+    report['reused'].append('sweep')
+    report['seconds'] = time.perf_counter() - start
+    return ModelRun(report, clean_preds, adversarial)
   sweep: Dict[str, Any] = {
       'sample_size': n,
       'clean_accuracy': metrics_lib.accuracy(y[:n], clean_preds[:n]),
@@ -174,9 +221,18 @@ def evaluate_white_box(model: LoadedModel, attacker: attacks_lib.Attacker,
       if attack.method == 'pgd':
         settings.update(step_size=attack.step_size or 'epsilon / steps')
       sweep['settings'][family] = settings
+  sweep['settings_key'] = _sweep_key(config, n)
   report['sweep'] = sweep
   report['seconds'] = time.perf_counter() - start
   return ModelRun(report, clean_preds, adversarial)
+
+
+def _sweep_key(config: EvalConfig, n: int) -> str:
+  """Everything the sweep's figures depend on, as one comparable string."""
+  families = attacks_lib.sweep_attacks(config)
+  return json.dumps({'n': n, 'apgd_n': config.sweep_apgd_sample_size,
+                     'attacks': {f: {str(e): dataclasses.asdict(a) for e, a in by.items()}
+                                 for f, by in families.items()}}, sort_keys=True)
 
 
 def ordering_warnings(role: str, run: ModelRun, config: EvalConfig) -> List[str]:

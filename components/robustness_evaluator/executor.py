@@ -28,7 +28,8 @@ from components.robustness_evaluator import evaluation as evaluation_lib
 from components.robustness_evaluator import metrics as metrics_lib
 from components.robustness_evaluator import plots
 from components.robustness_evaluator.spec import (
-    BASE, BASE_MODEL_KEY, BASELINE, BASELINE_MODEL_KEY, BLESSING_KEY, CANDIDATE,
+    BASE, BASE_MODEL_KEY, BASELINE, BASELINE_BLESSING_KEY, BASELINE_MODEL_KEY,
+    BLESSING_KEY, CANDIDATE, EVALUATION_URI_PROPERTY,
     CHECKS_FILE, CHECKS_PROPERTY, CONFIG_KEY, CURVE_FILE, EVALUATION_KEY,
     EXAMPLES_FILE, EXAMPLES_KEY, METRICS_FILE, MODEL_KEY, eval_config_from_json)
 
@@ -46,10 +47,23 @@ def _write_bytes(path: str, data: bytes) -> None:
     f.write(data)
 
 
+def _previous_metrics(blessing: types.Artifact) -> Optional[Dict[str, Any]]:
+  """metrics.json of the evaluation that blessed the baseline, if still readable."""
+  if not blessing.has_custom_property(EVALUATION_URI_PROPERTY):
+    return None
+  path = os.path.join(blessing.get_string_custom_property(EVALUATION_URI_PROPERTY),
+                      METRICS_FILE)
+  try:
+    return json.loads(io_utils.read_string_file(path))
+  except Exception:  # pylint: disable=broad-except  # gone or unreadable: recompute
+    logging.info('RobustnessEvaluator: no reusable baseline figures at %s', path)
+    return None
+
+
 def write_blessing(blessing: types.Artifact, blessed: bool, checks: List[Dict],
                    candidate: evaluation_lib.LoadedModel,
                    baseline: Optional[evaluation_lib.LoadedModel],
-                   exec_properties: Dict[str, Any]) -> None:
+                   exec_properties: Dict[str, Any], evaluation_uri: str) -> None:
   """Marker file and properties exactly as the stock Evaluator writes them."""
   blessing.set_string_custom_property(
       constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, candidate.uri)
@@ -64,6 +78,7 @@ def write_blessing(blessing: types.Artifact, blessed: bool, checks: List[Dict],
     blessing.set_string_custom_property(
         'component_id', exec_properties['current_component_id'])
   checks_json = json.dumps(checks, sort_keys=True)
+  blessing.set_string_custom_property(EVALUATION_URI_PROPERTY, evaluation_uri)
   blessing.set_string_custom_property(CHECKS_PROPERTY, checks_json)
   failed = metrics_lib.failed(checks)
   blessing.set_string_custom_property(
@@ -108,19 +123,31 @@ class Executor(base_executor.BaseExecutor):
         jit_compile=JIT_COMPILE, name=f'{role} model {m.uri}')
                  for role, m in models.items()}
 
+    fingerprint = evaluation_lib.data_fingerprint(x, y)
+    cached = None
+    if BASELINE in models and input_dict.get(BASELINE_BLESSING_KEY):
+      cached = evaluation_lib.reusable(
+          _previous_metrics(artifact_utils.get_single_instance(
+              input_dict[BASELINE_BLESSING_KEY])),
+          models[BASELINE], fingerprint, config)
     runs: Dict[str, evaluation_lib.ModelRun] = {}
     for role, model in models.items():
       if role == BASELINE and model.uri == models[CANDIDATE].uri:
         runs[role] = runs[CANDIDATE]  # the candidate is itself the latest blessed
         continue
       logging.info('RobustnessEvaluator: attacking the %s model %s', role, model.uri)
-      runs[role] = evaluation_lib.evaluate_white_box(model, attackers[role], x, y,
-                                                     config)
+      runs[role] = evaluation_lib.evaluate_white_box(
+          model, attackers[role], x, y, config,
+          cached=cached if role == BASELINE else None)
+      if runs[role].report['reused']:
+        logging.info('RobustnessEvaluator: %s model: reused %s from its own earlier '
+                     'evaluation', role, runs[role].report['reused'])
     num_classes = len(runs[CANDIDATE].report['clean']['per_class'])
 
     report: Dict[str, Any] = {
         'config': dataclasses.asdict(config),
         'eval_examples': int(len(x)),
+        'eval_data_sha256': fingerprint,
         'jit_compile': JIT_COMPILE,
         'models': {role: run.report for role, run in runs.items()},
         'warnings': [],
@@ -159,7 +186,7 @@ class Executor(base_executor.BaseExecutor):
     logging.info('RobustnessEvaluator: blessed=%s, checks: %s', blessed,
                  json.dumps(checks))
     write_blessing(blessing, blessed, checks, models[CANDIDATE],
-                   models.get(BASELINE), exec_properties)
+                   models.get(BASELINE), exec_properties, evaluation.uri)
 
   def _figures(self, runs: Dict[str, evaluation_lib.ModelRun],
                attackers: Dict[str, attacks_lib.Attacker], x: np.ndarray,

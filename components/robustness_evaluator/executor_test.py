@@ -294,3 +294,29 @@ def test_clean_only_config(world, tmp_path):
   assert report['comparison_table']['columns'] == ['clean']
   assert report['models']['candidate']['attacks'] == {}
   assert blessing.get_int_custom_property('blessed') == 1
+
+
+def test_baseline_figures_are_reused_when_model_data_and_attacks_are_unchanged(
+    world, tmp_path):
+  """Run 1 evaluates the baseline model as a candidate; run 2 (same data and
+  attacks) reuses those figures through the baseline's blessing, and a changed
+  attack is recomputed."""
+  config = _config()
+  first_eval, first_blessing = _run(world, tmp_path / 'one', config,
+                                    model=world['baseline'])
+  second_eval, _ = _run(world, tmp_path / 'two', config, baseline_model=world['baseline'],
+                        baseline_blessing=first_blessing)
+  with open(os.path.join(first_eval.uri, spec.METRICS_FILE)) as f:
+    first = json.load(f)['models']['candidate']
+  with open(os.path.join(second_eval.uri, spec.METRICS_FILE)) as f:
+    second = json.load(f)['models']['baseline']
+  assert set(second['reused']) == {a.name for a in ATTACKS} | {'sweep'}
+  for a in ATTACKS:
+    assert second['attacks'][a.name]['correct'] == first['attacks'][a.name]['correct']
+  changed = dataclasses.replace(config, attacks=(
+      ATTACKS[0], dataclasses.replace(ATTACKS[1], steps=4)))
+  third_eval, _ = _run(world, tmp_path / 'three', changed,
+                       baseline_model=world['baseline'], baseline_blessing=first_blessing)
+  with open(os.path.join(third_eval.uri, spec.METRICS_FILE)) as f:
+    third = json.load(f)['models']['baseline']
+  assert third['reused'] == ['fgsm']   # pgd3 changed, and with it the PGD curve

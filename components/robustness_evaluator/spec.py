@@ -15,6 +15,9 @@ MODEL_KEY = 'model'
 EXAMPLES_KEY = 'examples'
 BASELINE_MODEL_KEY = 'baseline_model'
 BASE_MODEL_KEY = 'base_model'
+# The latest blessed model's blessing: it names the evaluation that blessed it, whose
+# figures are reused when model, eval data and attack are unchanged.
+BASELINE_BLESSING_KEY = 'baseline_blessing'
 CONFIG_KEY = 'config'
 EVALUATION_KEY = 'evaluation'
 BLESSING_KEY = 'blessing'
@@ -28,6 +31,7 @@ PLOT_FILES = (CURVE_FILE, EXAMPLES_FILE)
 # File and custom property of the ModelBlessing artifact: the checks as JSON.
 CHECKS_FILE = 'checks.json'
 CHECKS_PROPERTY = 'checks'
+EVALUATION_URI_PROPERTY = 'evaluation_uri'
 
 # Roles of the evaluated models; 'adversarial' is the candidate's row name in the
 # tutorial's base-vs-adversarial table.
