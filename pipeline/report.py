@@ -75,6 +75,8 @@ def build(config: config_lib.PipelineConfig, timings: List[Tuple[str, float]],
   metrics = _read_json(os.path.join(evaluation.uri, evaluator_spec.METRICS_FILE)) if evaluation else None
   if metrics:
     report['table'] = _table(metrics)
+    report['figures'] = _figures(metrics)
+    report['curve'] = _curve(metrics)
     report['warnings'] = metrics.get('warnings', [])
     report['metrics_path'] = os.path.join(evaluation.uri, evaluator_spec.METRICS_FILE)
     report['plots'] = [os.path.join(evaluation.uri, p) for p in evaluator_spec.PLOT_FILES]
@@ -109,6 +111,22 @@ def _table(metrics: Dict[str, Any]) -> Dict[str, Any]:
   row = {'clean': candidate['clean']['accuracy']}
   row.update({f'{k} white-box': v['accuracy'] for k, v in candidate['attacks'].items()})
   return {'columns': list(row), 'rows': {'adversarial': row}}
+
+
+def _figures(metrics: Dict[str, Any]) -> List[Dict[str, Any]]:
+  """The candidate's gate figures, each with its sample size and 95% interval."""
+  candidate = metrics['models']['candidate']
+  rows = [('clean', candidate['clean'])] + list(candidate['attacks'].items())
+  return [{'name': name, 'accuracy': e['accuracy'], 'num_examples': e['num_examples'],
+           'ci95': e.get('ci95'), 'reused': 'reused_from' in e}
+          for name, e in rows]
+
+
+def _curve(metrics: Dict[str, Any]) -> Dict[str, Any]:
+  """The candidate's robustness curve: accuracy per attack family and epsilon."""
+  sweep = metrics['models']['candidate'].get('sweep', {})
+  return {'sample_size': sweep.get('sample_size'), 'accuracy': sweep.get('accuracy', {}),
+          'apgd_sample_size': metrics.get('config', {}).get('sweep_apgd_sample_size')}
 
 
 def write(report: Dict[str, Any], pipeline_root: str) -> str:
@@ -148,11 +166,30 @@ def render(report: Dict[str, Any]) -> str:
               f"{'model':<13}" + ''.join(f'{c:>{width}}' for c in cols)]
     for row, values in table['rows'].items():
       lines.append(f'{row:<13}' + ''.join(f'{_pct(values.get(c)):>{width}}' for c in cols))
+  if report.get('figures'):
+    lines += ['', 'Candidate, white-box (AutoAttack is the number to trust: the worst '
+              'case per image over its attacks):']
+    for f in report['figures']:
+      ci = f.get('ci95')
+      interval = f'  95% CI [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]' if ci else ''
+      reused = '  (reused)' if f.get('reused') else ''
+      lines.append(f"  {f['name']:<24}{_pct(f['accuracy'])}  n={f['num_examples']:<6}"
+                   f'{interval}{reused}')
+  curve = report.get('curve') or {}
+  if curve.get('accuracy'):
+    eps = sorted({e for by in curve['accuracy'].values() for e in by}, key=float)
+    lines += ['', f"Robustness curve (first {curve['sample_size']} images; APGD-CE on "
+              f"the first {curve.get('apgd_sample_size')}):",
+              f"  {'epsilon':<10}" + ''.join(f'{e:>9}' for e in eps)]
+    for family, by in curve['accuracy'].items():
+      lines.append(f'  {family:<10}' + ''.join(f'{_pct(by.get(e)):>9}' for e in eps))
   if 'blessed' in report:
     lines += ['', 'Blessing: ' + ('BLESSED' if report['blessed'] else 'NOT BLESSED')]
     for c in report.get('checks', []):
       mark = 'pass' if c.get('passed') else 'FAIL'
-      lines.append(f"  [{mark}] {c['name']}: {c.get('value'):.4f} "
+      what = {'ci95_lower_bound': ' (95% lower bound)',
+              'num_examples': ' (images)'}.get(c.get('measure'), '')
+      lines.append(f"  [{mark}] {c['name']}{what}: {c.get('value'):.4f} "
                    f"{c.get('comparison', '>=')} {c.get('threshold'):.4f}")
   for w in report.get('warnings', []):
     lines.append(f'  warning: {w}')
