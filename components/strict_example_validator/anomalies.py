@@ -23,3 +23,13 @@ def describe(anomalies) -> List[str]:
     reasons = '; '.join(r.description or r.short_description for r in info.reason)
     lines.append(f'dataset: {info.short_description}: {reasons}')
   return lines
+
+
+class DataCheckError(RuntimeError):
+  """Data checks beyond the schema failed (see checks.py); each line names its check,
+  the figures and the flag that relaxes it."""
+
+  def __init__(self, findings):
+    self.findings = list(findings)
+    super().__init__('ExampleValidator data checks failed; the pipeline stops before '
+                     'training:\n' + '\n'.join(f'  {f.message}' for f in self.findings))
