@@ -27,9 +27,11 @@ def write_fake_mnist(data_dir: str, n_train: int = 200, n_eval: int = 100,
                      span: Optional[int] = None, ambiguous_eval: int = 0) -> str:
   """Writes the four IDX files (into data_dir/span-<span> if span is given).
 
-  ambiguous_eval replaces the last eval images by one identical blank image with
-  labels 0, 1, 2, ...: no model can get more than one of them right, which caps
-  clean accuracy below 1 - (ambiguous_eval - 1) / n_eval by construction.
+  ambiguous_eval replaces the last eval images by one identical digit-free image
+  (background noise only) with labels 0, 1, 2, ...: no model can get more than one
+  of them right, which caps clean accuracy below 1 - (ambiguous_eval - 1) / n_eval
+  by construction. Not a blank (single-valued) image, which the validator's data
+  checks would flag.
   """
   out = os.path.join(data_dir, f'span-{span}') if span is not None else data_dir
   os.makedirs(out, exist_ok=True)
@@ -37,7 +39,8 @@ def write_fake_mnist(data_dir: str, n_train: int = 200, n_eval: int = 100,
   for split, n, s in (('train', n_train, seed), ('eval', n_eval, seed + 1)):
     images, labels = fake_digits(n, s)
     if split == 'eval' and ambiguous_eval:
-      images[-ambiguous_eval:] = images[0] * 0 + 30
+      images[-ambiguous_eval:] = np.random.default_rng(12345).integers(
+          0, 60, size=(28, 28), dtype=np.uint8)
       labels[-ambiguous_eval:] = np.arange(ambiguous_eval) % 10
     images_stem, labels_stem = idx.SPLIT_STEMS[split]
     idx.write_idx(os.path.join(out, images_stem + suffix), images, compress)
