@@ -164,16 +164,22 @@ def _mtime(stat) -> float:
 
 
 def _last_write(path: str) -> float:
-  """Newest mtime of path and everything under it."""
+  """Newest mtime of path and everything under it.
+
+  Object stores have no directory entries to stat, so a failed stat is skipped; a
+  tree without a single stat-able entry raises (and is then left alone).
+  """
   fileio = _fileio()
-  newest = _mtime(fileio.stat(path))
-  for root, dirs, files in fileio.walk(path):
-    for name in list(dirs) + list(files):
-      try:
-        newest = max(newest, _mtime(fileio.stat(os.path.join(root, name))))
-      except Exception:  # pylint: disable=broad-except  # vanished meanwhile
-        continue
-  return newest
+  times = []
+  for entry in [path] + [os.path.join(root, n) for root, dirs, files in fileio.walk(path)
+                         for n in list(dirs) + list(files)]:
+    try:
+      times.append(_mtime(fileio.stat(entry)))
+    except Exception:  # pylint: disable=broad-except  # no dir entry, or vanished
+      continue
+  if not times:
+    raise FileNotFoundError(f'{path}: nothing to stat')
+  return max(times)
 
 
 def stale_reason(serving_dir: str, name: str, now: Optional[float] = None) -> Optional[str]:
