@@ -105,21 +105,38 @@ def test_executor_validates_before_any_beam_work(copy_tfds_dir, tmp_path):
   assert not glob.glob(os.path.join(out, 'Split-*', '*'))  # nothing written
 
 
-def test_executor_names_the_file_of_an_undecodable_record(copy_tfds_dir, tmp_path):
-  # A record with intact CRCs but a PNG of the wrong size: only decoding can tell.
+def test_beam_reader_names_a_file_damaged_after_the_check(copy_tfds_dir):
+  # check_prepared runs first; should a file change between the check and the Beam
+  # read, the reader's DataLossError still surfaces naming the file.
   d = copy_tfds_dir()
-  path = os.path.join(d, 'mnist', '3.0.1', 'mnist-test.tfrecord-00000-of-00001')
-  records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+  path = os.path.join(d, 'mnist', '3.0.1', 'mnist-train.tfrecord-00000-of-00001')
+  data = open(path, 'rb').read()
+  open(path, 'wb').write(data[:-10])
+  with pytest.raises(tfds_source.TfdsDataError, match='^' + path + ': corrupt or truncated'):
+    list(tfds_component._read_record_batches(path))  # pylint: disable=protected-access
+
+
+def test_decoder_names_the_file_of_an_undecodable_record(tfds_mnist):
+  # A record with intact CRCs but a PNG of the wrong size: only decoding can tell.
+  # The DoFn is called directly (what Beam runs), without a Beam pipeline.
+  path = os.path.join(tfds_mnist.data_dir, 'mnist', '3.0.1',
+                      'mnist-test.tfrecord-00000-of-00001')
+  [(_, records)] = list(tfds_component._read_record_batches(path))  # pylint: disable=protected-access
+  decoder = tfds_component._DecodeToExamples()  # pylint: disable=protected-access
+  decoder.setup()
+  assert len(list(decoder.process((path, records)))) == 20
   bad = tf.train.Example()
   bad.ParseFromString(records[3])
   bad.features.feature['image'].bytes_list.value[0] = tf.io.encode_png(
       tf.zeros([14, 14, 1], tf.uint8)).numpy()
   records[3] = bad.SerializeToString()
-  with tf.io.TFRecordWriter(path) as w:
-    for r in records:
-      w.write(r)
-  with pytest.raises(Exception, match=path + r': an image \(label \d\) is \(14, 14, 1\)'):
-    _run_executor(d, str(tmp_path / 'out'))
+  with pytest.raises(tfds_source.TfdsDataError,
+                     match='^' + path + r': an image \(label \d\) is \(14, 14, 1\)'):
+    list(decoder.process((path, records)))
+  records[3] = b'not a tf.Example'
+  with pytest.raises(tfds_source.TfdsDataError,
+                     match='^' + path + ': a record is not a tfds MNIST example'):
+    list(decoder.process((path, records)))
 
 
 def _fingerprint(data_dir, version):
