@@ -295,8 +295,11 @@ def prepare(data_dir: str, version: str = DEFAULT_VERSION,
   try:
     tfds.builder(name, data_dir=data_dir, version=version).download_and_prepare()
   except Exception as e:  # pylint: disable=broad-except  # network, checksum, version
+    present = available_versions(data_dir, name) if _isdir(data_dir) else []
+    present_msg = (f' Versions already prepared there: {", ".join(present)}.'
+                   if present else '')
     raise TfdsDataError(
         f'{data_dir}: could not prepare {name} {version} with tensorflow-datasets '
-        f'({type(e).__name__}: {e}). {_how_to_prepare(data_dir, name, version)}'
-    ) from e
+        f'({type(e).__name__}: {e}).{present_msg} '
+        f'{_how_to_prepare(data_dir, name, version)}') from e
   return check_prepared(data_dir, version, name)

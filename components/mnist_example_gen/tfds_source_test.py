@@ -242,8 +242,9 @@ def test_prepare_offline_raises_clear_error(tmp_path, monkeypatch):
   assert tfds_source.available_versions(d) == []  # nothing half-written is visible
 
 
-def test_prepare_unknown_version_raises_clear_error(tmp_path):
-  d = str(tmp_path / 'fresh')
-  with pytest.raises(TfdsDataError, match=re.escape(
-      f'{d}: could not prepare mnist 9.9.9')):
+def test_prepare_unknown_version_raises_clear_error(copy_tfds_dir):
+  d = copy_tfds_dir()
+  with pytest.raises(TfdsDataError) as e:
     tfds_source.prepare(d, '9.9.9')
+  assert str(e.value).startswith(f'{d}: could not prepare mnist 9.9.9')
+  assert 'Versions already prepared there: 3.0.1, 3.0.2.' in str(e.value)
