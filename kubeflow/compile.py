@@ -84,7 +84,10 @@ def build_tfx_pipeline(config: config_lib.PipelineConfig,
       description=run_parameters.DESCRIPTIONS[run_parameters.DATA_DIR])
   p = pipeline_lib.create_pipeline(
       config, data_dir, beam_pipeline_args=list(deploy.beam_args or config.beam_args),
-      schema_path=deploy.schema_path)
+      schema_path=deploy.schema_path,
+      # Open-source KFP cannot run TFX resolvers: no drift reference (drift is
+      # skipped; every other data check runs).
+      drift_reference=False)
   nodes = {c.id: c for c in p.components}
   # FileBasedExampleGen takes range_config as a RuntimeParameter (TFX supports it for
   # KFP); MnistExampleGen does not expose it, so it is attached to the built node.

@@ -11,6 +11,7 @@ import dataclasses
 import json
 from typing import Any, Dict, Optional, Tuple
 
+from components.strict_example_validator.checks_config import DataChecksConfig
 from components.config import (AdvConfig, AttackConfig, ConfigError, EvalConfig,
                                ModelConfig, Thresholds, TrainConfig, TrainerConfig,
                                default_attacks, from_dict, replace_dotted,
@@ -51,6 +52,9 @@ class PipelineConfig:
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
   train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
   eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+  # The validator's semantic data checks (leakage, balance, blank, inverted, labels,
+  # drift against the previous span).
+  data_checks: DataChecksConfig = dataclasses.field(default_factory=DataChecksConfig)
 
   def validate(self) -> 'PipelineConfig':
     self.adv.validate()

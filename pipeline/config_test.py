@@ -47,7 +47,8 @@ def test_flags_override_one_field_each():
       '--no-base-model', '--beam-workers', '2', '--precision', 'mixed_bfloat16']))
   d = config_lib.PipelineConfig()
   assert c.train.epochs == 1 and c.adv.multiplier == 0.3 and c.adv.adv_grad_norm == 'l2'
-  assert c.eval.thresholds.min_attack_accuracy == {'fgsm': 0.8, 'pgd40': 0.5}
+  assert c.eval.thresholds.min_attack_accuracy == {'fgsm': 0.8, 'pgd40': 0.5,
+                                                  'autoattack': 0.45}
   assert c.eval.thresholds.max_drop is None and c.train_base_model is False
   assert '--direct_num_workers=2' in c.beam_args and c.train.precision == 'mixed_bfloat16'
   assert c.adv.adv_step_size == d.adv.adv_step_size and c.model == d.model

@@ -8,6 +8,7 @@ import os
 from typing import Any, Dict, List, NamedTuple, Optional
 
 from components import config as components_config
+from components.strict_example_validator import checks_config
 from pipeline import config as config_lib
 
 def _bool(s: str) -> bool:
@@ -41,9 +42,9 @@ class Flag(NamedTuple):
     return self.name.lstrip('-').replace('-', '_')
 
 
-_PIPELINE, _TRAIN, _ADV, _GATE = ('pipeline', 'training',
-                                  'adversarial regularization (NSL names)',
-                                  'robustness gate')
+_PIPELINE, _DATA, _TRAIN, _ADV, _GATE = (
+    'pipeline', 'data checks', 'training', 'adversarial regularization (NSL names)',
+    'robustness gate')
 # Every flag that maps onto a config field, declared once; its help shows the
 # default read from PipelineConfig itself.
 FLAGS = (
@@ -90,6 +91,11 @@ FLAGS = (
     Flag(_GATE, '--max-drop', 'eval.thresholds.max_drop', {'type': _optional_float},
          'largest allowed drop vs the last blessed model (paired, same images), or '
          'none'),
+    *(Flag(_DATA, flag, f'data_checks.{field}',
+           {'type': _bool} if field == 'allow_drift' else {'type': _optional_float},
+           'relaxes a data check of the validator; none disables it'
+           if field != 'allow_drift' else 'report drift as a warning, not a failure')
+      for field, flag in checks_config.FLAGS.items()),
     Flag(_GATE, '--min-eval-examples', 'eval.thresholds.min_eval_examples',
          {'type': int}, 'fewest images any gate figure may rest on'),
     Flag(_GATE, '--gate-confidence', 'eval.thresholds.gate_confidence', {'type': _bool},
@@ -105,7 +111,8 @@ def _field(config, dotted: str):
 
 def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
   d = config_lib.PipelineConfig()
-  groups = {name: p.add_argument_group(name) for name in (_PIPELINE, _TRAIN, _ADV, _GATE)}
+  groups = {name: p.add_argument_group(name)
+            for name in (_PIPELINE, _DATA, _TRAIN, _ADV, _GATE)}
   g = groups[_PIPELINE]
   g.add_argument('--preset', choices=sorted(config_lib.PRESETS), default=None,
                  help='named bundle of settings applied before the other flags '
@@ -169,7 +176,12 @@ def config_from_args(args: argparse.Namespace,
   if getattr(args, 'min_attack_accuracy', None):
     changes['eval.thresholds.min_attack_accuracy'] = _attack_thresholds(
         args.min_attack_accuracy, cfg.eval.thresholds.min_attack_accuracy)
-  return cfg.replace(**changes)
+  try:
+    return cfg.replace(**changes)
+  except ValueError as e:  # the data checks' own validation
+    if isinstance(e, config_lib.ConfigError):
+      raise
+    raise config_lib.ConfigError(str(e)) from e
 
 
 def data_dir_from_args(args: argparse.Namespace) -> Optional[str]:

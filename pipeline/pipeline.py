@@ -14,6 +14,7 @@ from tfx import v1 as tfx
 from components.mnist_example_gen.component import MnistExampleGen
 from components.robustness_evaluator.spec import eval_config_to_json
 from components.strict_example_validator.component import StrictExampleValidator
+from components.strict_example_validator.previous_statistics import ValidatedStatisticsStrategy
 from pipeline.config import PipelineConfig
 
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'schema',
@@ -24,6 +25,7 @@ RUN_FN = 'components.trainer.run_fn.run_fn'
 # Node ids, used by the runners and the report.
 EXAMPLE_GEN = 'MnistExampleGen'
 VALIDATOR = 'ExampleValidator'
+PREVIOUS_STATISTICS = 'previous_statistics_resolver'
 TRANSFORM = 'Transform'
 TRAINER = 'Trainer'
 BASE_TRAINER = 'BaseTrainer'
@@ -46,11 +48,15 @@ def create_pipeline(
     beam_pipeline_args: Optional[List[str]] = None,
     schema_path: str = SCHEMA_PATH,
     data_only: bool = False,
+    drift_reference: bool = True,
 ) -> tfx.dsl.Pipeline:
   """Builds the pipeline. data_only stops after Transform (ingest and normalize).
 
   data_dir is the IDX directory, or the tfds data dir when config.data_source is
   'tfds'; both ExampleGens have the node id EXAMPLE_GEN and the same output schema.
+  drift_reference adds a resolver of the newest accepted statistics, so the
+  validator checks the new span for drift (open-source KFP cannot run TFX
+  resolvers, so the Kubeflow build leaves it out and skips the drift check).
   """
   config.validate()
   if config.data_source == 'tfds':
@@ -64,9 +70,22 @@ def create_pipeline(
   schema_gen = tfx.components.SchemaGen(
       statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
   curated_schema = tfx.components.ImportSchemaGen(schema_file=schema_path)
+  previous = None
+  nodes_before = []
+  if drift_reference:
+    previous = tfx.dsl.Resolver(
+        strategy_class=ValidatedStatisticsStrategy,
+        config={'max_artifacts': 10},
+        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                   producer_component_id=statistics_gen.id),
+    ).with_id(PREVIOUS_STATISTICS)
+    nodes_before.append(previous)
   validator = StrictExampleValidator(
       statistics=statistics_gen.outputs['statistics'],
-      schema=curated_schema.outputs['schema']).with_id(VALIDATOR)
+      schema=curated_schema.outputs['schema'],
+      examples=example_gen.outputs['examples'],
+      previous_statistics=previous.outputs['statistics'] if previous else None,
+      data_checks=config.data_checks).with_id(VALIDATOR)
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'],
       schema=curated_schema.outputs['schema'],
@@ -74,7 +93,8 @@ def create_pipeline(
   # Transform does not read the anomalies, so the order is made explicit: nothing is
   # transformed (or trained) unless validation passed.
   transform.add_upstream_node(validator)
-  nodes = [example_gen, statistics_gen, schema_gen, curated_schema, validator, transform]
+  nodes = [example_gen, statistics_gen, schema_gen, curated_schema, *nodes_before,
+           validator, transform]
 
   if not data_only:
     nodes += _training_nodes(config, transform)
