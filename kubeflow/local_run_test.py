@@ -3,7 +3,7 @@
 Every step runs its container command and args from the spec as a subprocess (this
 venv's python standing in for the image's), with the ExecutorInput the KFP v2
 launcher builds, a minio:// pipeline root backed by a directory, and a pod directory
-per step (kubeflow/local_launcher.py). Run 1 ingests, trains one epoch, evaluates and
+per step (kubeflow/testing_launcher.py). Run 1 ingests, trains one epoch, evaluates and
 pushes. Run 2 re-runs the baseline resolver, which now finds run 1's pushed model,
 and ExampleGen pinned to the older span by run parameter. No cluster is involved.
 (Each step is a fresh interpreter importing TF and TFX, as in a pod; that import,
@@ -14,14 +14,18 @@ import os
 
 import pytest
 
+from components import config as components_config
 from components.mnist_example_gen import testing
 from kubeflow import baseline_resolver
 from kubeflow import compile as compile_lib
 from kubeflow import deploy_config
-from kubeflow import local_launcher
 from kubeflow import run_parameters
+from kubeflow import testing_launcher
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
+
+# Every test here reads the two compiled-pipeline runs of the `runs` fixture (minutes).
+pytestmark = pytest.mark.slow
 
 ROOT = 'minio://mlpipeline/v2/artifacts'
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +45,9 @@ def tiny_config(serving_dir: str) -> config_lib.PipelineConfig:
       'eval.epsilon_sweep': (0.1,),
       'eval.thresholds.min_clean_accuracy': 0.0,
       'eval.thresholds.min_attack_accuracy': {'fgsm': 0.0, 'pgd40': 0.0},
-      'eval.thresholds.max_drop': None})
+      'eval.thresholds.max_drop': None, 'eval.thresholds.min_eval_examples': 10,
+      # FGSM and PGD only: this test is about the KFP plumbing, not AutoAttack's cost.
+      'eval.attacks': components_config.default_attacks()[:2]})
 
 
 class Runs:
@@ -63,11 +69,11 @@ def runs(tmp_path_factory):
       # The repository stands in for the image's /opt/app.
       schema_path=os.path.join(REPO, 'pipeline', 'schema', 'schema.pbtxt')))
   r.package = compile_lib.write_package(compiled, str(root / 'pipeline.yaml'))
-  r.spec = local_launcher.load_package(r.package)
+  r.spec = testing_launcher.load_package(r.package)
   work = str(root / 'kfp')
-  r.first = local_launcher.LocalLauncher(r.spec, work, run_id='run-1', env=QUIET)
+  r.first = testing_launcher.LocalLauncher(r.spec, work, run_id='run-1', env=QUIET)
   r.first.run({run_parameters.DATA_DIR: r.data})
-  r.second = local_launcher.LocalLauncher(r.spec, work, run_id='run-2', env=QUIET)
+  r.second = testing_launcher.LocalLauncher(r.spec, work, run_id='run-2', env=QUIET)
   r.second.run({run_parameters.DATA_DIR: r.data,
                 run_parameters.RANGE_CONFIG: run_parameters.span_range_config(0)},
                only=[pipeline_lib.RESOLVER, pipeline_lib.EXAMPLE_GEN])

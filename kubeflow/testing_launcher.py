@@ -1,8 +1,10 @@
-"""Runs a compiled KFP v2 package on this machine the way the KFP v2 backend would.
+"""Test helper: runs a compiled KFP v2 package on this machine the way the KFP v2
+backend would. Used by kubeflow/local_run_test.py (and handy for debugging without a
+cluster); not part of the deployment.
 
-For tests and debugging without a cluster. Each step's container command and args
-from the spec run as a subprocess (with this interpreter standing in for the image's
-`python`), with the ExecutorInput ({{$}}) the KFP v2 driver/launcher builds:
+Each step's container command and args from the spec run as a subprocess (with this
+interpreter standing in for the image's `python`), with the ExecutorInput ({{$}})
+the KFP v2 driver/launcher builds:
 
 * parameters: task constants, pipeline parameters (run arguments or the spec's
   defaults) and upstream output parameters;
