@@ -206,3 +206,12 @@ def test_real_data_counts():
   assert np.bincount(labels).tolist() == [2258, 2581, 2215, 2369, 2222, 2010, 2235,
                                           2356, 2163, 2290]
   assert idx.load_split(d, 'eval')[0].shape == (10000, 28, 28)
+
+
+def test_shared_fixtures_give_a_valid_data_dir_and_learnable_digits(fake_mnist_dir,
+                                                                      fake_digits):
+  idx.check_data_dir(fake_mnist_dir)
+  images, labels = idx.load_split(fake_mnist_dir, 'train')
+  expected_images, expected_labels = fake_digits(200, 0)
+  assert np.array_equal(images, expected_images)
+  assert np.array_equal(labels, expected_labels)

@@ -14,6 +14,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import tensorflow as tf
 
+from components.mnist_example_gen import testing as fake_mnist
 from components.transform import features
 
 TRAIN_SPLIT = 'Split-train'
@@ -21,16 +22,11 @@ EVAL_SPLIT = 'Split-eval'
 
 
 def generated_images(count: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
-  """(uint8 [count, 28, 28], int64 [count]): one fixed random blob pattern per class
-  plus pixel noise, so a small CNN learns it within a few dozen steps."""
-  rng = np.random.default_rng(seed)
-  side = features.IMAGE_SIZE
-  templates = rng.random((features.NUM_CLASSES, side, side)) < 0.25
-  labels = np.arange(count, dtype=np.int64) % features.NUM_CLASSES
-  rng.shuffle(labels)
-  noise = rng.integers(0, 60, size=(count, side, side))
-  images = np.clip(templates[labels] * 200 + noise, 0, 255).astype(np.uint8)
-  return images, labels
+  """(uint8 [count, 28, 28], int64 [count]): the project's one fake-MNIST generator
+  (components/mnist_example_gen/testing.fake_digits), labels as the Trainer reads
+  them."""
+  images, labels = fake_mnist.fake_digits(count, seed)
+  return images, labels.astype(np.int64)
 
 
 def raw_examples(images: np.ndarray, labels: np.ndarray) -> List[bytes]:
