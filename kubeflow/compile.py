@@ -77,6 +77,7 @@ def build_tfx_pipeline(config: config_lib.PipelineConfig,
   from tfx.dsl.components.base import base_component  # pylint: disable=g-import-not-at-top
   from tfx.orchestration import data_types  # pylint: disable=g-import-not-at-top
   from tfx.types import standard_component_specs  # pylint: disable=g-import-not-at-top
+  from components.robustness_evaluator.spec import BASELINE_BLESSING_KEY  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
 
   data_dir = data_types.RuntimeParameter(
@@ -89,6 +90,11 @@ def build_tfx_pipeline(config: config_lib.PipelineConfig,
       # skipped; every other data check runs).
       drift_reference=False)
   nodes = {c.id: c for c in p.components}
+  # The container resolver that stands in for TFX's on KFP (kubeflow/baseline_resolver.py)
+  # yields the latest pushed Model only, no ModelBlessing. The evaluator's baseline
+  # blessing is optional: without it, the baseline is attacked again instead of its
+  # unchanged figures being reused from the evaluation that blessed it.
+  nodes[pipeline_lib.EVALUATOR].inputs.pop(BASELINE_BLESSING_KEY, None)
   # FileBasedExampleGen takes range_config as a RuntimeParameter (TFX supports it for
   # KFP); MnistExampleGen does not expose it, so it is attached to the built node.
   nodes[pipeline_lib.EXAMPLE_GEN].exec_properties[

@@ -135,6 +135,8 @@ def test_resolver_is_a_container_step_that_is_never_cached(compiled):
   evaluator = _tasks(c)[pipeline_lib.EVALUATOR]
   assert evaluator['inputs']['artifacts']['baseline_model']['taskOutputArtifact'] == {
       'producerTask': pipeline_lib.RESOLVER, 'outputArtifactKey': 'model'}
+  # The container resolver has no ModelBlessing to give (optional evaluator input).
+  assert 'baseline_blessing' not in evaluator['inputs']['artifacts']
   caching = {t: task['cachingOptions'].get('enableCache', False)
              for t, task in _tasks(c).items()}
   assert not caching.pop(pipeline_lib.RESOLVER)
