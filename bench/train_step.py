@@ -111,13 +111,15 @@ def cpu_line(info: dict) -> str:
           f'AMX {yes(info["amx"])}')
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 20) -> float:
-  """Float32 rate of a large matmul here: what this CPU's kernels reach at best."""
-  return matmul_rates(size, repeats)['wall']
+def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+  """Float32 rate of a large matmul here (fastest of single calls)."""
+  return matmul_rates(size, repeats)['best']
 
 
-def matmul_rates(size: int = 2048, repeats: int = 4) -> dict:
-  """GFLOP/s of a size^2 float32 matmul, per wall second and per process CPU second."""
+def matmul_rates(size: int = 1024, repeats: int = 8) -> dict:
+  """GFLOP/s of single size^2 float32 matmuls: of the fastest call ('best', what the
+  kernels reach when nothing else runs), of the median call, and per process
+  CPU-second over all calls."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   global _MATMUL
   if '_MATMUL' not in globals() or _MATMUL[0] != size:
@@ -126,13 +128,16 @@ def matmul_rates(size: int = 2048, repeats: int = 4) -> dict:
     fn(a).numpy()
     _MATMUL = (size, a, fn)
   _, a, fn = _MATMUL
-  start, cpu = time.perf_counter(), time.process_time()
+  flops = 2 * size ** 3
+  times = []
+  cpu = time.process_time()
   for _ in range(repeats):
-    out = fn(a)
-  out.numpy()
-  wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-  flops = 2 * size ** 3 * repeats
-  return {'wall': flops / wall / 1e9, 'cpu': flops / max(cpu, 1e-9) / 1e9}
+    start = time.perf_counter()
+    fn(a).numpy()
+    times.append(time.perf_counter() - start)
+  cpu = time.process_time() - cpu
+  return {'wall': flops / float(np.median(times)) / 1e9, 'best': flops / min(times) / 1e9,
+          'cpu': flops * repeats / max(cpu, 1e-9) / 1e9}
 
 
 # --- data and the project's training (also used by bench/quality.py) -----------
@@ -209,12 +214,21 @@ class Contender:
     return time.perf_counter() - start
 
   def chunk(self, steps: int) -> dict:
+    """``steps`` steps through fit's own train_function; per-call wall times too (a
+    call runs steps_per_execution steps), whose minimum is the least-disturbed one."""
+    per_call = max(1, int(getattr(self.model, '_steps_per_execution', None).numpy())
+                   if getattr(self.model, '_steps_per_execution', None) is not None else 1)
+    calls = max(1, steps // per_call)
+    times = []
     start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
+    for _ in range(calls):
+      t = time.perf_counter()
       logs = self._train_fn(self._iterator)
-    float(next(iter(logs.values())))   # the host waits for the last step
+      float(next(iter(logs.values())))   # the host waits for the step's outputs
+      times.append((time.perf_counter() - t) / per_call)
     return {'wall': time.perf_counter() - start, 'cpu': time.process_time() - cpu,
-            'steps': steps}
+            'steps': calls * per_call, 'step_min': min(times),
+            'step_p10': float(np.percentile(times, 10))}
 
   def epoch(self) -> dict:
     start, cpu = time.perf_counter(), time.process_time()
@@ -265,15 +279,77 @@ def build_contender(spec: dict, x, y) -> Contender:
 
 # --- the prototype step ----------------------------------------------------------
 
+# The candidate fixes, each a knob of build_proto (--proto KEY=VALUE,...):
+#   spe:     Keras steps_per_execution: this many batch-32 steps per call of the
+#            compiled train function (one Python dispatch, one host sync, one
+#            metrics readback per call instead of per step). Same updates.
+#   adam:    'fused': tf_keras.optimizers.legacy.Adam, one ResourceApplyAdam kernel per
+#            variable (same formula and defaults) instead of ~10 small ops each;
+#            'keras': the optimizer the project uses.
+#   xla:     1 compiles the step with XLA (jit_compile).
+# The environment levers (oneDNN, threads) are worker --env tokens, not proto knobs.
+PROTO_DEFAULTS = {'spe': 32, 'adam': 'fused', 'xla': 0}
+
+
+def parse_proto(text: str) -> dict:
+  opts = dict(PROTO_DEFAULTS)
+  for item in filter(None, text.split(',')):
+    key, _, value = item.partition('=')
+    if key not in PROTO_DEFAULTS:
+      raise ValueError(f'--proto: unknown knob {key!r} (known: {sorted(PROTO_DEFAULTS)})')
+    opts[key] = type(PROTO_DEFAULTS[key])(value)
+  return opts
+
+
 def proto_dataset(x, y, seed: int):
-  """Placeholder until the prototype lands: the project's input pipeline."""
+  """The project's input pipeline (in-memory gather per batch, prefetched)."""
   from components.trainer import data  # pylint: disable=g-import-not-at-top
   return data.training_dataset(x, y, batch_size=BATCH_SIZE, seed=seed, shuffle_buffer=60000)
 
 
 def build_proto(config, mode: str, options: dict):
+  """The project's AdversarialModel (same step, same NSL rule, same seeded weights),
+  compiled with the prototype's knobs."""
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  from components.trainer.adv_model import AdversarialModel  # pylint: disable=g-import-not-at-top
+  from components.trainer.model import build_cnn  # pylint: disable=g-import-not-at-top
+  opts = dict(PROTO_DEFAULTS, **options)
+  keras.utils.set_random_seed(config.train.seed)
+  model = AdversarialModel(build_cnn(config.model), config.adv, mode=mode,
+                           seed=config.train.seed)
+  lr = config.train.learning_rate
+  optimizer = (keras.optimizers.legacy.Adam(lr) if opts['adam'] == 'fused'
+               else keras.optimizers.Adam(lr))
+  model.compile(optimizer=optimizer, steps_per_execution=int(opts['spe']),
+                jit_compile=bool(opts['xla']))
+  return model
+
+
+def check_equivalence(data_dir: str, mode: str, proto: dict, steps: int) -> dict:
+  """Trains project and prototype from the same seed on the same first steps*32
+  examples in order; returns the largest weight and loss differences."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from components.trainer import training  # pylint: disable=g-import-not-at-top
-  return training.compile_model(config, mode)
+  x, y = load_normalized(data_dir, 'train')
+  x, y = x[:steps * BATCH_SIZE], y[:steps * BATCH_SIZE]
+  overrides = dict(MODES.get(mode) or {}, **{'train.batch_size': BATCH_SIZE})
+  config = make_config(overrides)
+  kmode = 'base' if MODES.get(mode) is None else 'adversarial'
+  models = {'project': training.compile_model(config, kmode),
+            'proto': build_proto(config, kmode, proto)}
+  logs = {}
+  for name, model in models.items():
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH_SIZE)
+    history = model.fit(ds, epochs=1, verbose=0, shuffle=False)
+    logs[name] = {k: float(v[-1]) for k, v in history.history.items()}
+  wa = [w.numpy() for w in models['project'].base.weights]
+  wb = [w.numpy() for w in models['proto'].base.weights]
+  weight_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(wa, wb))
+  weight_scale = max(float(np.max(np.abs(a))) for a in wa)
+  loss_diff = max(abs(logs['project'][k] - logs['proto'][k]) for k in logs['project'])
+  return {'mode': mode, 'steps': steps, 'max_abs_weight_diff': weight_diff,
+          'max_abs_weight': weight_scale, 'max_abs_logged_loss_diff': loss_diff,
+          'logs': logs, 'proto': proto}
 
 
 # --- worker process ------------------------------------------------------------
@@ -401,6 +477,7 @@ def summarize(name: str, rec: dict, examples: int) -> dict:
     per_step = [c['wall'] / c['steps'] for c in rec['chunks']]
     cpu_step = [c['cpu'] / c['steps'] for c in rec['chunks']]
     s = _stats(per_step)
+    # Best: the least-disturbed chunk (all contenders' chunks are equally long).
     out['chunk_ms_per_step'] = {k: round(v * 1000, 3) if k != 'n' else v
                                 for k, v in s.items()}
     out['chunk_cpu_ms_per_step'] = round(float(np.median(cpu_step)) * 1000, 3)
@@ -433,9 +510,10 @@ def summarize(name: str, rec: dict, examples: int) -> dict:
   return out
 
 
-def ratio_table(results: dict, pairs) -> dict:
+def ratio_table(results: dict, pairs, records_chunks=None) -> dict:
   """time(a) / time(b) for each statistic both have: < 1 means a is faster."""
   table = {}
+  records_chunks = records_chunks or {}
   for a, b in pairs:
     if a not in results or b not in results:
       continue
@@ -445,6 +523,16 @@ def ratio_table(results: dict, pairs) -> dict:
       if key in ra and key in rb:
         for stat in ('median', 'best'):
           row[f'{key.split("_")[0]}_{stat}'] = round(rb[key][stat] / ra[key][stat], 3)
+    # CPU-seconds (all threads of the worker): far less sensitive to other processes'
+    # load than wall time, though they also count threads spinning while waiting.
+    if 'chunk_cpu_ms_per_step' in ra and 'chunk_cpu_ms_per_step' in rb:
+      row['chunk_cpu'] = round(ra['chunk_cpu_ms_per_step'] / rb['chunk_cpu_ms_per_step'], 3)
+    if 'epoch_cpu_seconds' in ra and 'epoch_cpu_seconds' in rb:
+      row['epoch_cpu'] = round(ra['epoch_cpu_seconds'] / rb['epoch_cpu_seconds'], 3)
+    ca, cb = records_chunks.get(a), records_chunks.get(b)
+    if ca and cb:
+      paired = [(x['wall'] / x['steps']) / (z['wall'] / z['steps']) for x, z in zip(ca, cb)]
+      row['chunk_paired_median'] = round(float(np.median(paired)), 3)
     table[f'{a}/{b}'] = row
   return table
 
@@ -472,10 +560,11 @@ def coordinator(args) -> dict:
     specs[label] = []
     for variant in args.variants:
       specs[label].append({'name': f'{variant}-base@{profile}', 'kind': variant,
-                           'mode': 'base', 'overrides': overrides})
+                           'mode': 'base', 'overrides': overrides, 'proto': args.proto})
       if mode_overrides is not None:
         specs[label].append({'name': f'{variant}-adv@{profile}', 'kind': variant,
-                             'mode': 'adversarial', 'overrides': adv_overrides})
+                             'mode': 'adversarial', 'overrides': adv_overrides,
+                             'proto': args.proto})
   refs = {'all': ('nsl', 'keras'), 'nsl': ('nsl',), 'keras': ('keras',),
           'none': ()}[args.reference]
   if 'keras' in refs:
@@ -526,14 +615,14 @@ def coordinator(args) -> dict:
         if args.chunk_steps:
           records[name]['chunks'].append(
               workers[label].ask(cmd='chunk', name=name, steps=args.chunk_steps))
-      if args.epochs:
+      if r < args.epoch_rounds:
         for label, name in order:
           records[name]['epochs'].append(workers[label].ask(cmd='epoch', name=name))
       line = ', '.join(
           f'{name} {1000 * records[name]["chunks"][-1]["wall"] / args.chunk_steps:.1f} ms'
           for _, name in order if records[name]['chunks'])
       print(f'round {r + 1}/{args.rounds}: chunk ms/step: {line}', flush=True)
-      if args.epochs:
+      if r < args.epoch_rounds:
         line = ', '.join(f'{name} {records[name]["epochs"][-1]["wall"]:.1f} s'
                          for _, name in order)
         print(f'round {r + 1}/{args.rounds}: epoch: {line}', flush=True)
@@ -547,10 +636,10 @@ def coordinator(args) -> dict:
   for label, rates in matmul.items():
     walls = [m['wall'] for m in rates]
     mm_summary[label] = {'median': round(float(np.median(walls)), 1),
-                         'max': round(float(np.max(walls)), 1),
+                         'max': round(float(np.max([m['best'] for m in rates])), 1),
                          'cpu_median': round(float(np.median([m['cpu'] for m in rates])), 1)}
-    print(f'matmul 2048^2 float32 in {label}: {mm_summary[label]["median"]} GFLOP/s '
-          f'median, {mm_summary[label]["max"]} best, '
+    print(f'matmul 1024^2 float32 in {label}: {mm_summary[label]["median"]} GFLOP/s '
+          f'median call, {mm_summary[label]["max"]} fastest call, '
           f'{mm_summary[label]["cpu_median"]} per CPU-second', flush=True)
   results = {}
   for name, rec in records.items():
@@ -587,14 +676,14 @@ def coordinator(args) -> dict:
     if not n.endswith('@default'):
       pairs.append((n, n.split('@')[0] + '@default'))
   pairs.append(('keras-base', 'nsl-base'))
-  ratios = ratio_table(results, pairs)
+  ratios = ratio_table(results, pairs, {n: r['chunks'] for n, r in records.items()})
   print('time ratios (< 1: the first is faster), per statistic:', flush=True)
   for key, row in ratios.items():
     if row:
       print(f'  {key:44s} ' + ', '.join(f'{k} {v}' for k, v in row.items()), flush=True)
   return {'date': time.strftime('%Y-%m-%d %H:%M'), 'mode': args.mode, 'cpu': info,
           'examples': examples, 'batch_size': BATCH_SIZE, 'rounds': args.rounds,
-          'chunk_steps': args.chunk_steps, 'epochs_per_round': args.epochs,
+          'chunk_steps': args.chunk_steps, 'epoch_rounds': args.epoch_rounds,
           'matmul_gflops': mm_summary, 'contenders': results, 'time_ratios': ratios,
           'load_average': os.getloadavg()}
 
@@ -611,11 +700,12 @@ def main(argv=None) -> dict:
   parser.add_argument('--env', default='default',
                       help='comma-separated worker environments for the project steps, '
                            'each of +-joined tokens: ' + ', '.join(ENV_TOKENS))
-  parser.add_argument('--rounds', type=int, default=3)
-  parser.add_argument('--chunk-steps', type=int, default=100,
+  parser.add_argument('--rounds', type=int, default=16,
+                      help='rounds of one chunk per contender (paired comparisons)')
+  parser.add_argument('--chunk-steps', type=int, default=32,
                       help='steps per timed chunk (0: none)')
-  parser.add_argument('--epochs', type=int, default=1, choices=(0, 1),
-                      help='1: also time one full fit epoch of each contender per round')
+  parser.add_argument('--epoch-rounds', type=int, default=2,
+                      help='the first N rounds also time one full fit epoch of each')
   parser.add_argument('--warmup-steps', type=int, default=50)
   parser.add_argument('--examples', type=int, default=None,
                       help='use only the first N training examples')
@@ -623,6 +713,12 @@ def main(argv=None) -> dict:
   parser.add_argument('--set', dest='overrides', action='append', default=[],
                       type=parse_override, metavar='KEY=JSON',
                       help='config override, e.g. --set train.jit_compile=true')
+  parser.add_argument('--proto', default='',
+                      help='knobs of the proto variant, KEY=VALUE,... (defaults: ' +
+                      ','.join(f'{k}={v}' for k, v in PROTO_DEFAULTS.items()) + ')')
+  parser.add_argument('--check', type=int, default=0, metavar='STEPS',
+                      help='only check that proto trains like project: same seed, same '
+                           'first STEPS batches in order, in this process\'s environment')
   parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if not args.data_dir:
@@ -630,6 +726,14 @@ def main(argv=None) -> dict:
   if args.worker:
     worker_main(args.data_dir, args.examples)
     return {}
+  try:
+    args.proto = parse_proto(args.proto)
+  except ValueError as e:
+    parser.error(str(e))
+  if args.check:
+    result = check_equivalence(args.data_dir, args.mode, args.proto, args.check)
+    print(json.dumps(result), flush=True)
+    return result
   args.variants = [v for v in args.variants.split(',') if v]
   args.env = [e for e in args.env.split(',') if e]
   for v in args.variants:
@@ -639,8 +743,8 @@ def main(argv=None) -> dict:
     for token in e.split('+'):
       if token not in ENV_TOKENS:
         parser.error(f'--env: unknown token {token!r} (known: {", ".join(ENV_TOKENS)})')
-  if not args.chunk_steps and not args.epochs:
-    parser.error('nothing to time: --chunk-steps 0 and --epochs 0')
+  if not args.chunk_steps and not args.epoch_rounds:
+    parser.error('nothing to time: --chunk-steps 0 and --epoch-rounds 0')
   result = coordinator(args)
   print(json.dumps(result), flush=True)
   return result
