@@ -3,6 +3,8 @@
 import pytest
 
 from components.mnist_example_gen import testing
+# A small real prepared tfds data dir (two versions), and a damageable copy of it.
+from components.mnist_example_gen.tfds_testing import copy_tfds_dir, tfds_mnist  # pylint: disable=unused-import
 
 
 @pytest.fixture

@@ -2,10 +2,8 @@
 an FGSM step holds exactly one labeled backward pass (the input gradient comes with
 the weight gradient), so it costs twice a base step plus the first layer's input
 gradient, and nothing more."""
-import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras as keras
 
 from bench import step_cost
 from components.trainer.training import compile_model

@@ -4,7 +4,6 @@ import os
 
 import pytest
 import tensorflow as tf
-from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts

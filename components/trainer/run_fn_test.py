@@ -9,7 +9,6 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from components import serving_contract as contract
 from components.adversarial import losses
 from components.trainer import callbacks
-from components.trainer import export
 from components.trainer import testing_utils
 from components.trainer import training
 from components.trainer.run_fn import run_fn

@@ -1,4 +1,4 @@
-"""Shared fixtures of the mnist_example_gen tests.
+"""tfds test fixtures (registered for every test folder by the root conftest.py).
 
 ``tfds_mnist``: a small but real prepared tensorflow-datasets data dir, written by
 tfds's own ``mnist`` builder (``download_and_prepare``) from small generated IDX
@@ -9,8 +9,8 @@ dataset_info.json version set to 3.0.2; tfds's code only knows 3.0.1, our reader
 does not need it to). Built once per session in about 3 s; tests that damage it
 copy it first (``copy_tfds_dir``).
 
-Imports stay inside the fixtures: this conftest is loaded for every test in the
-directory, most of which never touch tfds.
+Imports stay inside the fixtures: conftest.py loads this module for every test,
+most of which never touch tfds.
 """
 import json
 import os
