@@ -324,7 +324,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not deploy_lib.image_is_pinned(image):
       print(f'warning: {flag}={image} has no tag or uses :latest; runs are only '
             'reproducible with a fixed tag or digest', file=sys.stderr)
-  if args.metadata_path:
+  if getattr(args, 'metadata_path', None):
     print('warning: --metadata-path is ignored on Kubeflow (KFP keeps the metadata)',
           file=sys.stderr)
   n = len(spec_rewrite.tasks(compiled.pipeline_spec))

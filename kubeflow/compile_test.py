@@ -241,3 +241,18 @@ def test_json_output_is_refused(compiled, tmp_path):
   with pytest.raises(compile_lib.CompileError, match='.yaml'):
     compile_lib.write_package(c, str(tmp_path / 'p.json'))
   assert not os.path.exists(tmp_path / 'p.json')
+
+
+def test_tfds_source_reads_a_tfds_data_dir_on_an_object_store(tmp_path):
+  """--source tfds: the data-location run parameter is the tfds data dir (gs://...),
+  and ExampleGen reads the prepared version's record files under it."""
+  config = config_lib.PipelineConfig(serving_dir=SERVING, data_source='tfds',
+                                     tfds_version='3.0.1')
+  c = compile_lib.compile_pipeline(config, _deploy(data_dir='gs://bucket/tfds'))
+  path = str(tmp_path / 'pipeline.yaml')
+  compile_lib.write_package(c, path)
+  text = open(path).read()
+  assert 'gs://bucket/tfds' in text
+  assert 'mnist/3.0.1/mnist-train.tfrecord*' in text
+  assert 'mnist/3.0.1/mnist-test.tfrecord*' in text
+  assert len(_tasks(c)) == 11
