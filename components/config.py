@@ -313,7 +313,7 @@ class EvalConfig:
   sweep_sample_size: int = 1000
   # The APGD-CE curve (when an APGD or AutoAttack attack is configured) costs ~100
   # gradient steps per image and epsilon, so it runs on fewer images.
-  sweep_apgd_sample_size: int = 500
+  sweep_apgd_sample_size: int = 200
   sample_size: int = 2000   # first N eval examples per attack without its own
                             # sample_size; clean uses all
   batch_size: int = 500

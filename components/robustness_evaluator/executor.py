@@ -137,7 +137,8 @@ class Executor(base_executor.BaseExecutor):
         continue
       logging.info('RobustnessEvaluator: attacking the %s model %s', role, model.uri)
       runs[role] = evaluation_lib.evaluate_white_box(
-          model, attackers[role], x, y, config,
+          model, attackers[role], x, y,
+          evaluation_lib.base_model_config(config) if role == BASE else config,
           cached=cached if role == BASELINE else None)
       if runs[role].report['reused']:
         logging.info('RobustnessEvaluator: %s model: reused %s from its own earlier '
@@ -153,7 +154,8 @@ class Executor(base_executor.BaseExecutor):
         'warnings': [],
     }
     for role, run in runs.items():
-      report['warnings'] += evaluation_lib.ordering_warnings(role, run, config)
+      report['warnings'] += evaluation_lib.ordering_warnings(
+          role, run, evaluation_lib.base_model_config(config) if role == BASE else config)
     report['sanity'], sanity_warnings = evaluation_lib.sanity_checks(
         attackers[CANDIDATE], x, y, config)
     report['warnings'] += sanity_warnings

@@ -320,3 +320,27 @@ def test_baseline_figures_are_reused_when_model_data_and_attacks_are_unchanged(
   with open(os.path.join(third_eval.uri, spec.METRICS_FILE)) as f:
     third = json.load(f)['models']['baseline']
   assert third['reused'] == ['fgsm']   # pgd3 changed, and with it the PGD curve
+
+
+def test_autoattack_is_gated_and_the_base_model_gets_fgsm_and_pgd_only(world, tmp_path):
+  suite = AttackConfig('autoattack', method='autoattack', epsilon=0.2, steps=5,
+                       targets=1, queries=20, sample_size=32)
+  config = dataclasses.replace(
+      _config(), attacks=ATTACKS + (suite,),
+      thresholds=Thresholds(min_clean_accuracy=0.0, max_drop=None, min_eval_examples=1,
+                            min_attack_accuracy={'autoattack': 0.0}))
+  evaluation, blessing = _run(world, tmp_path, config, base_model=world['base'])
+  with open(os.path.join(evaluation.uri, spec.METRICS_FILE)) as f:
+    report = json.load(f)
+  cand = report['models']['candidate']['attacks']
+  assert cand['autoattack']['num_examples'] == 32 and 'flipped_by' in cand['autoattack']
+  # worst case per image: never above the single attacks on the same images
+  worst = cand['autoattack']['accuracy']
+  assert worst <= min(cand['pgd3']['accuracy'], cand['fgsm']['accuracy']) + 1e-9
+  assert 'autoattack' not in report['models']['base']['attacks']
+  assert 'apgd-ce' in report['models']['candidate']['sweep']['accuracy']
+  table = report['comparison_table']
+  assert table['rows']['base']['autoattack white-box'] is None
+  assert 'autoattack transfer-from-base' not in table['columns']
+  assert any(c['name'] == 'min_attack_accuracy/autoattack' for c in report['checks'])
+  assert set(report['sanity']) >= {'sample_size'}
