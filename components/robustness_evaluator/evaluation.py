@@ -253,9 +253,13 @@ def ordering_warnings(role: str, run: ModelRun, config: EvalConfig) -> List[str]
   warnings += worst_case_warnings(role, run, config)
   sweep = run.report['sweep']
   families = list(sweep['accuracy'])
+  # Across families only on the same images: the APGD curve runs on fewer.
+  same = [f for f in families
+          if sweep.get('settings', {}).get(f, {}).get('sample_size') ==
+          sweep.get('sample_size')]
   for eps in config.epsilon_sweep:
     ladder = [('clean', sweep['clean_accuracy'])]
-    ladder += [(f, sweep['accuracy'][f][str(eps)]) for f in families]
+    ladder += [(f, sweep['accuracy'][f][str(eps)]) for f in same]
     warnings += metrics_lib.ordering_warnings(ladder, f'{role} model, sweep eps={eps}')
   for f in families:
     ladder = [('clean', sweep['clean_accuracy'])]
