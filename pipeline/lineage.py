@@ -79,11 +79,22 @@ def trace_pushes(store) -> List[Dict[str, Any]]:
         'model': {'artifact_id': model.id, 'uri': model.uri} if model else None,
         'training_execution': train_exec.id if train_exec else None,
         'transformed_examples': transformed.uri if transformed else None,
-        'data': {'span': mq.prop(raw, 'span'), 'version': mq.prop(raw, 'version'),
-                 'uri': raw.uri,
-                 'input_fingerprint': mq.prop(raw, 'input_fingerprint')} if raw else None,
+        'data': _data(raw) if raw else None,
     })
   return out
+
+
+# Custom properties TfdsMnistExampleGen records on its examples: which dataset.
+TFDS_PROPERTIES = ('tfds_name', 'tfds_version', 'tfds_data_dir')
+
+
+def _data(raw) -> Dict[str, Any]:
+  """The examples a model was trained on: span and version, and for the tfds source
+  the dataset name, version and data dir."""
+  data = {'span': mq.prop(raw, 'span'), 'version': mq.prop(raw, 'version'),
+          'uri': raw.uri, 'input_fingerprint': mq.prop(raw, 'input_fingerprint')}
+  data.update({k: mq.prop(raw, k) for k in TFDS_PROPERTIES if mq.prop(raw, k)})
+  return data
 
 
 def render(runs: List[Dict[str, Any]], pushes: List[Dict[str, Any]]) -> str:
