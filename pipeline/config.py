@@ -57,9 +57,7 @@ class PipelineConfig:
   data_checks: DataChecksConfig = dataclasses.field(default_factory=DataChecksConfig)
 
   def validate(self) -> 'PipelineConfig':
-    self.adv.validate()
-    self.model.validate()
-    self.train.validate()
+    self.trainer_config().validate()
     self.eval.validate()
     _check(bool(self.pipeline_name), 'pipeline_name must be non-empty')
     _check(self.data_source in (None,) + DATA_SOURCES,
