@@ -202,8 +202,10 @@ class Attacker:
   def _dynamic(self, key: Tuple, build: Callable) -> Callable:
     """One tf.function per key with a None batch dimension: traced once."""
     if key not in self._compiled_attacks:
+      # autograph=False: the loops are explicit tf.while_loops, and converting a
+      # tf_keras model's own code costs 20-45 s per trace.
       self._compiled_attacks[key] = tf.function(build, jit_compile=self._jit,
-                                                reduce_retracing=True)
+                                                reduce_retracing=True, autograph=False)
     return self._compiled_attacks[key]
 
   def apgd(self, x: np.ndarray, y: np.ndarray, attack: AttackConfig, *, loss: str,
