@@ -54,7 +54,12 @@ _OP_EVENT = re.compile(r'^(?P<name>[^:]+):(?P<type>[A-Za-z0-9_]+)$')
 _METRIC_TYPES = {'AssignAddVariableOp', 'ArgMax', 'Equal', 'DivNoNan', 'Sum', 'Size'}
 
 
+_LOOP_PREFIX = re.compile(r'^(while/body/_\d+/)?(while/)?')
+
+
 def category(name: str, op_type: str) -> str:
+  # Under steps_per_execution the step runs in a while loop: drop its name prefix.
+  name = _LOOP_PREFIX.sub('', name)
   t = op_type
   if 'BackpropFilter' in t:
     return 'Conv2DBackpropFilter'
@@ -143,6 +148,7 @@ def parse_xspace(path: str, steps: int) -> dict:
     per_op[f'{name}:{op_type}'] = {
         'type': op_type, 'category': category(name, op_type), 'per_step': count,
         'median_ms': float(np.median(durs)) * count / 1e9,
+        'min_single_ms': float(np.min(durs)) / 1e9,
         'mean_ms': float(np.sum(durs)) / steps / 1e9}
   cats = {c: {'median_ms': 0.0, 'mean_ms': 0.0} for c in CATEGORIES}
   for op in per_op.values():
@@ -168,6 +174,29 @@ def parse_xspace(path: str, steps: int) -> dict:
           'tf_data_threads_ms_per_step': ms(tf_data_ps),
           'categories': cats, 'other': extra, 'ops': per_op,
           'steps_seen': len(step_wall)}
+
+
+# FLOPs of each convolution of the reference CNN at batch 32 (forward, and each of its
+# two gradients alike): 2 * N * Ho * Wo * Co * kh * kw * Ci.
+CONV_FLOPS = {'conv1': 2 * 32 * 26 * 26 * 32 * 9 * 1, 'conv2': 2 * 32 * 11 * 11 * 64 * 9 * 32,
+              'conv3': 2 * 32 * 3 * 3 * 64 * 9 * 64}
+
+
+def conv_efficiency(ops: dict, matmul_best: float) -> list:
+  """Per convolution kernel: GFLOP/s of its fastest occurrence in the trace and that
+  as a fraction of the fastest single 512^2 matmul call (of 64) measured just before."""
+  rows = {}
+  for opname, v in ops.items():
+    if v['category'] not in ('conv forward', 'Conv2DBackpropInput', 'Conv2DBackpropFilter'):
+      continue
+    layer = next((l for l in CONV_FLOPS if f'/{l}/' in opname), 'conv1')
+    key = (layer, v['category'])
+    gflops = CONV_FLOPS[layer] / (v['min_single_ms'] / 1000) / 1e9
+    if key not in rows or gflops > rows[key][0]:
+      rows[key] = (gflops, v['min_single_ms'], v['type'])
+  return [{'layer': l, 'kernel': c, 'type': t, 'min_ms': round(ms, 3),
+           'gflops': round(g, 1), 'fraction_of_matmul': round(g / matmul_best, 3)}
+          for (l, c), (g, ms, t) in sorted(rows.items())]
 
 
 def profile(contender, steps: int, logdir: str) -> dict:
@@ -197,6 +226,88 @@ def profile(contender, steps: int, logdir: str) -> dict:
   return result
 
 
+# --- --micro: each kernel of the step alone, at the step's shapes ------------------
+
+def micro_kernels(rounds: int) -> dict:
+  """CPU-seconds per call of every kernel of the base step, at batch 32, interleaved
+  over ``rounds`` rounds (minimum kept), against a 1024^2 matmul timed the same way.
+
+  Process CPU time, not wall time: on shared cores another process's load stretches
+  wall time but hardly the CPU time a kernel needs, and with the worker threads set
+  to 1 (--micro-threads) there is no spinning to count. The ratio to the matmul is
+  the kernel's efficiency; the sum over the step's kernels is what the step would
+  cost with no executor, Python, input or small-op overhead at all.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  t = lambda *shape: tf.constant(rng.standard_normal(shape).astype(np.float32))
+  conv_shapes = {'conv1': ((32, 28, 28, 1), (3, 3, 1, 32)),
+                 'conv2': ((32, 13, 13, 32), (3, 3, 32, 64)),
+                 'conv3': ((32, 5, 5, 64), (3, 3, 64, 64))}
+  cases = {}   # name -> (fn, args, flops, in base step?)
+  for layer, (xs, ks) in conv_shapes.items():
+    x, k = t(*xs), t(*ks)
+    y = t(xs[0], xs[1] - 2, xs[2] - 2, ks[3])
+    flops = CONV_FLOPS[layer]
+    cases[f'{layer} forward (+bias+relu)'] = (
+        tf.function(lambda x, k: tf.nn.relu(tf.nn.bias_add(
+            tf.nn.conv2d(x, k, 1, 'VALID'), tf.zeros([k.shape[3]])))), (x, k), flops, True)
+    cases[f'{layer} Conv2DBackpropFilter'] = (
+        tf.function(lambda x, dy, ks=ks: tf.compat.v1.nn.conv2d_backprop_filter(
+            x, ks, dy, [1, 1, 1, 1], 'VALID')), (x, y), flops, True)
+    cases[f'{layer} Conv2DBackpropInput'] = (
+        tf.function(lambda k, dy, xs=xs: tf.compat.v1.nn.conv2d_backprop_input(
+            xs, k, dy, [1, 1, 1, 1], 'VALID')), (k, y), flops, layer != 'conv1')
+  from components.trainer import input_conv  # pylint: disable=g-import-not-at-top
+  x1, k1 = t(32, 28, 28, 1), t(3, 3, 1, 32)
+  cases['conv1 input grad, col2im (project)'] = (
+      tf.function(input_conv.col2im_input_gradient), (t(32, 26, 26, 32), k1),
+      CONV_FLOPS['conv1'], False)
+  for name, shape in (('pool1', (32, 26, 26, 32)), ('pool2', (32, 11, 11, 64))):
+    p = t(*shape)
+
+    def pool_grad(v):
+      with tf.GradientTape() as tape:
+        tape.watch(v)
+        out = tf.nn.max_pool2d(v, 2, 2, 'VALID')
+      return tape.gradient(out, v)
+    cases[f'{name} MaxPool'] = (tf.function(lambda v: tf.nn.max_pool2d(v, 2, 2, 'VALID')),
+                                (p,), 0, True)
+    cases[f'{name} MaxPool + MaxPoolGrad'] = (tf.function(pool_grad), (p,), 0, True)
+  a = t(1024, 1024)
+  cases['matmul 1024^2 (reference)'] = (tf.function(lambda m: tf.matmul(m, m)), (a,),
+                                        2 * 1024 ** 3, False)
+  best = {name: float('inf') for name in cases}
+  for name, (fn, args, _, _) in cases.items():
+    fn(*args).numpy()
+  for _ in range(rounds):
+    for name, (fn, args, _, _) in cases.items():
+      calls = 2 if name.startswith('matmul') else 10
+      cpu = time.process_time()
+      for _ in range(calls):
+        out = fn(*args)
+      out.numpy()
+      best[name] = min(best[name], (time.process_time() - cpu) / calls)
+  mm = cases['matmul 1024^2 (reference)'][2] / best['matmul 1024^2 (reference)'] / 1e9
+  rows = []
+  for name, (_, _, flops, in_base) in cases.items():
+    gflops = flops / best[name] / 1e9 if flops else None
+    rows.append({'kernel': name, 'cpu_ms': round(best[name] * 1000, 3),
+                 'gflop_per_cpu_s': round(gflops, 1) if gflops else None,
+                 'fraction_of_matmul': round(gflops / mm, 3) if gflops else None,
+                 'in_base_step': in_base})
+  # The base step's kernels: each forward, each weight gradient, the input gradients of
+  # conv2 and conv3, both pools and their gradients (MaxPool + MaxPoolGrad counted once).
+  step = sum(best[n] for n, c in cases.items() if c[3] and 'MaxPool + ' not in n
+             and not n.endswith('MaxPool'))
+  step += sum(best[n] for n in cases if 'MaxPool + ' in n)
+  conv_flops = 3 * sum(CONV_FLOPS.values()) - CONV_FLOPS['conv1']
+  return {'rows': rows, 'matmul_gflop_per_cpu_s': round(mm, 1),
+          'base_step_kernels_cpu_ms': round(step * 1000, 3),
+          'base_step_kernels_fraction_of_matmul': round(
+              conv_flops / step / 1e9 / mm, 3)}
+
+
 def print_report(name: str, r: dict, top: int) -> list:
   print(f'\n{name}: fit {r["fit_ms_per_step"]:.2f} ms/step under the profiler; step '
         f'(Keras "train" event) {r["step_wall_ms_median"]:.2f} ms median, step function '
@@ -212,6 +323,14 @@ def print_report(name: str, r: dict, top: int) -> list:
   for c, med, mean in rows:
     share = f'{100 * med / total:5.1f}%' if c in r['categories'] else '     -'
     print(f'  {c:36s} {med:8.3f} {share} {mean:8.3f}')
+  mm = r['matmul_gflops_before']['best']
+  r['conv_efficiency'] = conv_efficiency(r['ops'], mm)
+  print(f'  convolution kernels, fastest occurrence vs the fastest 512^2 matmul call '
+        f'({mm:.0f} GFLOP/s):')
+  for row in r['conv_efficiency']:
+    print(f'    {row["layer"]} {row["kernel"]:22s} {row["min_ms"]:7.3f} ms = '
+          f'{row["gflops"]:6.1f} GFLOP/s = {100 * row["fraction_of_matmul"]:4.0f}%  '
+          f'({row["type"]})')
   ops = sorted(r['ops'].items(), key=lambda kv: -kv[1]['median_ms'])[:top]
   print(f'  top {top} ops:')
   for opname, v in ops:
@@ -233,8 +352,12 @@ def main(argv=None) -> dict:
   parser.add_argument('--top', type=int, default=12)
   parser.add_argument('--logdir', default=None, help='keep the traces here')
   parser.add_argument('--data-dir', default=os.environ.get('MNIST_DIR'))
+  parser.add_argument('--micro', type=int, default=0, metavar='ROUNDS',
+                      help='instead of tracing: time each kernel of the step alone at '
+                           'its shapes, in CPU-seconds, ROUNDS rounds (see micro_kernels)')
+  parser.add_argument('--micro-threads', type=int, default=1)
   args = parser.parse_args(argv)
-  if not args.data_dir:
+  if not args.data_dir and not args.micro:
     parser.error('set MNIST_DIR or pass --data-dir')
   for token in args.env.split('+'):
     os.environ.update(train_step.ENV_TOKENS[token])
@@ -246,10 +369,31 @@ def main(argv=None) -> dict:
   if os.environ.get('BENCH_INTRA_OP_THREADS'):
     tf.config.threading.set_intra_op_parallelism_threads(
         int(os.environ['BENCH_INTRA_OP_THREADS']))
+  if args.micro:
+    tf.config.threading.set_inter_op_parallelism_threads(args.micro_threads)
+    tf.config.threading.set_intra_op_parallelism_threads(args.micro_threads)
   info = train_step.cpu_info()
   print(train_step.cpu_line(info), flush=True)
   print(f'TF {tf.__version__}, env {args.env}, oneDNN '
         f'{os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}', flush=True)
+  if args.micro:
+    m = micro_kernels(args.micro)
+    print(f'kernels alone, {args.micro_threads} thread(s), fastest of {args.micro} rounds, '
+          f'process CPU time; matmul 1024^2: {m["matmul_gflop_per_cpu_s"]} GFLOP per '
+          f'CPU-second')
+    for row in m['rows']:
+      rate = (f'{row["gflop_per_cpu_s"]:6.1f} GFLOP/CPU-s = '
+              f'{100 * row["fraction_of_matmul"]:4.0f}% of matmul'
+              if row['gflop_per_cpu_s'] else '')
+      print(f'  {row["kernel"]:36s} {row["cpu_ms"]:7.3f} CPU-ms  {rate}')
+    print(f'base step, kernels only: {m["base_step_kernels_cpu_ms"]:.2f} CPU-ms = '
+          f'{100 * m["base_step_kernels_fraction_of_matmul"]:.0f}% of the matmul rate '
+          '(the ceiling with zero overhead)')
+    out = {'date': time.strftime('%Y-%m-%d %H:%M'), 'env': args.env, 'cpu': info,
+           'tf_version': tf.__version__, 'method': 'micro: kernels alone, process CPU time',
+           'threads': args.micro_threads, 'micro': m, 'load_average': os.getloadavg()}
+    print(json.dumps(out), flush=True)
+    return out
   x, y = train_step.load_normalized(args.data_dir, 'train')
   logdir = args.logdir or tempfile.mkdtemp(prefix='profile_step_')
   results, tops = {}, {}
@@ -262,7 +406,7 @@ def main(argv=None) -> dict:
                 'proto': train_step.parse_proto(args.proto)}
         contender = train_step.build_contender(spec, x, y)
         contender.warm_up(args.warmup_steps)
-        mm = train_step.matmul_rates(repeats=4)
+        mm = train_step.matmul_rates(size=512, repeats=64)
         r = profile(contender, args.steps, os.path.join(logdir, spec['name']))
         r['matmul_gflops_before'] = mm
         results[spec['name']] = r
@@ -276,7 +420,10 @@ def main(argv=None) -> dict:
                     'categories_ms': {c: round(v['median_ms'], 3)
                                       for c, v in r['categories'].items()},
                     'other_ms': {c: round(v['median_ms'], 3) for c, v in r['other'].items()},
-                    'top5': [[c, round(m, 3)] for c, m, _ in tops[name]]}
+                    'top5': [[c, round(m, 3)] for c, m, _ in tops[name]],
+                    'conv_efficiency': r['conv_efficiency'],
+                    'matmul_gflops': {k: round(v, 1) for k, v in
+                                      r['matmul_gflops_before'].items()}}
              for name, r in results.items()}
   out = {'date': time.strftime('%Y-%m-%d %H:%M'), 'mode': args.mode, 'env': args.env,
          'cpu': info, 'tf_version': tf.__version__, 'steps': args.steps,

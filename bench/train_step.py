@@ -314,6 +314,8 @@ def build_proto(config, mode: str, options: dict):
   from components.trainer.adv_model import AdversarialModel  # pylint: disable=g-import-not-at-top
   from components.trainer.model import build_cnn  # pylint: disable=g-import-not-at-top
   opts = dict(PROTO_DEFAULTS, **options)
+  if os.environ.get('BENCH_JIT_COMPILE'):   # the worker's 'xla' env token
+    opts['xla'] = 1
   keras.utils.set_random_seed(config.train.seed)
   model = AdversarialModel(build_cnn(config.model), config.adv, mode=mode,
                            seed=config.train.seed)
@@ -481,6 +483,7 @@ def summarize(name: str, rec: dict, examples: int) -> dict:
     out['chunk_ms_per_step'] = {k: round(v * 1000, 3) if k != 'n' else v
                                 for k, v in s.items()}
     out['chunk_cpu_ms_per_step'] = round(float(np.median(cpu_step)) * 1000, 3)
+    out['chunk_ms_per_step_by_round'] = [round(1000 * v, 2) for v in per_step]
     out['chunk_examples_per_s'] = {'median': round(BATCH_SIZE / s['median'], 1),
                                    'best': round(BATCH_SIZE / s['min'], 1)}
   if rec['epochs']:
