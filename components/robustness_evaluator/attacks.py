@@ -199,14 +199,24 @@ class Attacker:
 
   # ------------------------------------------------ APGD and Square (any batch size)
 
-  def _dynamic(self, key: Tuple, build: Callable) -> Callable:
-    """One tf.function per key with a None batch dimension: traced once."""
+  def _dynamic(self, key: Tuple, build: Callable, signature) -> Callable:
+    """One tf.function per key, traced once for every batch size: the input
+    signature's batch dimension is None, so a batch of one image (all the suite may
+    have left) and a batch of 500 share the graph, and no loop variable's shape can
+    change between iterations."""
     if key not in self._compiled_attacks:
       # autograph=False: the loops are explicit tf.while_loops, and converting a
       # tf_keras model's own code costs 20-45 s per trace.
-      self._compiled_attacks[key] = tf.function(build, jit_compile=self._jit,
-                                                reduce_retracing=True, autograph=False)
+      self._compiled_attacks[key] = tf.function(
+          build, input_signature=signature, jit_compile=self._jit, autograph=False)
     return self._compiled_attacks[key]
+
+  @staticmethod
+  def _signature(x: np.ndarray, *scalars):
+    return [tf.TensorSpec([None] + list(x.shape[1:]), tf.float32),
+            tf.TensorSpec([None], tf.int64),
+            *[tf.TensorSpec([], dtype) for dtype in scalars],
+            tf.TensorSpec([2], tf.int64)]
 
   def apgd(self, x: np.ndarray, y: np.ndarray, attack: AttackConfig, *, loss: str,
            target_rank: int = 2, salt: int = 0) -> Tuple[np.ndarray, np.ndarray]:
@@ -222,14 +232,16 @@ class Attacker:
                         loss=loss, target_rank=target_rank, seed=seed,
                         clip_min=clip_min, clip_max=clip_max)
       return r.x_adv, r.flipped, r.best_loss
-    fn = self._dynamic(('apgd', norm, steps, loss), run)
+    fn = self._dynamic(('apgd', norm, steps, loss, x.shape[1:]), run,
+                       self._signature(x, tf.float32, tf.int32))
     best = None
     for restart in range(attack.restarts):
       seed_salt = zlib.crc32(
           f'{attack_salt(attack)}/{salt}/{restart}'.encode()) & 0x7FFFFFFF
       outs = [fn(tf.constant(x[s]), tf.constant(y[s].astype(np.int64)),
                  tf.constant(attack.epsilon, tf.float32),
-                 tf.constant(target_rank, tf.int32), batch_seed(self._seed, seed_salt, i))
+                 tf.constant(target_rank, tf.int32),
+                 tf.cast(batch_seed(self._seed, seed_salt, i), tf.int64))
               for i, s in enumerate(even_slices(len(x), self._batch_size))]
       if not outs:
         return x.copy(), np.zeros(0, bool)
@@ -255,11 +267,12 @@ class Attacker:
                                    queries=queries, image_shape=image_shape, seed=seed,
                                    clip_min=clip_min, clip_max=clip_max)
       return r.x_adv, r.flipped
-    fn = self._dynamic(('square', queries, tuple(image_shape)), run)
+    fn = self._dynamic(('square', queries, tuple(image_shape), x.shape[1:]), run,
+                       self._signature(x, tf.float32))
     seed_salt = zlib.crc32(f'{attack_salt(attack)}/square/{salt}'.encode()) & 0x7FFFFFFF
     outs = [fn(tf.constant(x[s]), tf.constant(y[s].astype(np.int64)),
                tf.constant(attack.epsilon, tf.float32),
-               batch_seed(self._seed, seed_salt, i))
+               tf.cast(batch_seed(self._seed, seed_salt, i), tf.int64))
             for i, s in enumerate(even_slices(len(x), self._batch_size))]
     if not outs:
       return x.copy(), np.zeros(0, bool)

@@ -78,3 +78,15 @@ def test_square_beating_the_gradient_attacks_is_reported_loudly():
       {'flipped_by_member': {'apgd-ce': 0, 'apgd-t': 0, 'square': 5}})
   (warning,) = autoattack.masking_warnings('aa', outcome, 'candidate')
   assert 'GRADIENT MASKING SUSPECTED' in warning and '5 of 100' in warning
+
+
+def test_a_single_remaining_image_is_attacked_too(model):
+  """The suite may leave one robust image for the next member: a batch of one."""
+  logits_fn, x, y = model
+  attacker = attacks.Attacker(logits_fn, batch_size=50, seed=0)
+  keep = np.flatnonzero(attacks.predictions(attacker.logits(x)) == y)[:1]
+  suite = autoattack.run_attack(attacker, x[keep], y[keep], _suite(0.02))
+  assert suite.flipped_by.shape == (1,)
+  ce = AttackConfig(name='ce', method='apgd-ce', epsilon=0.02, steps=5)
+  for n in (1, 3, 50):   # one trace serves every batch size
+    autoattack.run_attack(attacker, x[:n], y[:n], ce)
