@@ -133,8 +133,12 @@ def build(mode: str, args, x, y):
                                                 adv_config=adv_config)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss=ce, metrics=['acc'])
     ds = tf.data.Dataset.from_tensor_slices({'image': x, 'label': y})
+  # NSL 1.4's random start draws tf.random.uniform(t.shape), which fails on the
+  # dynamic batch dimension: with --random-init the batches have a static 32 (the last
+  # partial batch, < 32 examples, is dropped).
   ds = (ds.shuffle(n, seed=args.seed, reshuffle_each_iteration=True)
-        .batch(BATCH_SIZE).prefetch(tf.data.AUTOTUNE))
+        .batch(BATCH_SIZE, drop_remainder=bool(args.random_init and mode == 'adv'))
+        .prefetch(tf.data.AUTOTUNE))
   return model, ds
 
 
