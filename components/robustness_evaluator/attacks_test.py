@@ -167,8 +167,12 @@ def test_clean_logits_and_nan_detection(problem):
 def test_sweep_uses_the_pgd_attack_settings_at_each_epsilon():
   config = EvalConfig()
   sweep = attacks.sweep_attacks(config)
-  assert sorted(sweep) == [attacks.FGSM, attacks.PGD]
+  # The default AutoAttack adds the APGD-CE curve, on its own smaller sample.
+  assert sorted(sweep) == [attacks.APGD, attacks.FGSM, attacks.PGD]
   assert sorted(sweep[attacks.PGD]) == sorted(config.epsilon_sweep)
+  apgd = sweep[attacks.APGD][0.3]
+  assert (apgd.method, apgd.epsilon, apgd.steps, apgd.sample_size) == (
+      'apgd-ce', 0.3, 100, config.sweep_apgd_sample_size)
   pgd = sweep[attacks.PGD][0.3]
   assert (pgd.epsilon, pgd.steps, pgd.step_size, pgd.random_start) == (
       0.3, 40, 0.01, True)
