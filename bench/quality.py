@@ -14,13 +14,18 @@ model: the max-drop check does not apply).
 
   MNIST_DIR=/path/to/mnist python bench/quality.py --preset robust --seeds 0,1,2 \
       [--eval-images N] [--epochs N] [--sweep] [--no-sanity] [--base] [--set KEY=JSON] \
-      [--out runs/quality]
+      [--out runs/quality] [--resume]
 
 It prints the CPU model and date, a per-epoch line while training, one line per
 finished seed, then the per-seed table (accuracy in %, 95% Wilson interval, n in
 the header) and, last, one JSON object with everything. Each seed's evaluator
 report (metrics.json, with per-example results) and the Trainer's selection.json,
 checkpoints and TensorBoard logs are kept under --out/<preset>/seed-<N>.
+
+--resume reuses what an interrupted run of the same settings left in --out: a seed's
+whole result (quality.json), or its finished training (train.json and the selected
+weights; with train.deterministic the same seed would give the same weights anyway),
+so a killed run loses at most the stage it was in.
 
 --eval-images caps every attack's sample (clean accuracy stays on the whole test
 split); below the preset's min_eval_examples the gate would refuse, so it is an error.
@@ -140,6 +145,44 @@ def train_like_trainer(config: TrainerConfig, mode: str, train_split, eval_split
   return model, history, selection
 
 
+TRAIN_RECORD = 'train.json'
+CLASSIFIER_WEIGHTS = 'classifier'   # TF checkpoint prefix of the selected weights
+
+
+def train_or_resume(config: TrainerConfig, mode: str, train_split, eval_split,
+                    model_run_dir: str, label: str, resume: bool):
+  """(classifier, record): trains (train_like_trainer) and saves the selected
+  classifier weights and a record (config, seconds, history, selection) in
+  model_run_dir; with ``resume``, loads them instead when the record's config is
+  this one."""
+  record_path = os.path.join(model_run_dir, TRAIN_RECORD)
+  weights = os.path.join(model_run_dir, CLASSIFIER_WEIGHTS)
+  if resume and os.path.exists(record_path):
+    with open(record_path) as f:
+      record = json.load(f)
+    if record.get('config') == json.loads(config.to_json()) and record.get('mode') == mode:
+      from components.trainer.model import build_cnn  # pylint: disable=g-import-not-at-top
+      classifier = build_cnn(config.model)
+      classifier.load_weights(weights).expect_partial()
+      print(f'  {label}: training reused from {model_run_dir} (trained '
+            f'{record["finished"]}, {record["seconds"] / 60:.1f} min)', flush=True)
+      return classifier, record
+  start = time.perf_counter()
+  model, history, selection = train_like_trainer(config, mode, train_split, eval_split,
+                                                 model_run_dir, label)
+  seconds = time.perf_counter() - start
+  model.base.save_weights(weights)
+  record = {'config': json.loads(config.to_json()), 'mode': mode, 'seconds': seconds,
+            'finished': datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            'epochs_run': len(history.history.get('loss', [])),
+            'history': {k: [round(float(v), 5) for v in vals]
+                        for k, vals in history.history.items()},
+            'selection': selection}
+  with open(record_path, 'w') as f:
+    json.dump(record, f, indent=2)
+  return model.base, record
+
+
 # ----------------------------------------------------------------- evaluation
 
 def evaluator_pieces():
@@ -225,27 +268,35 @@ def _figure(entry: Dict, what: str) -> Dict:
 # ---------------------------------------------------------------------- seeds
 
 def run_seed(config: PipelineConfig, eval_config: EvalConfig, seed: int, train_split,
-             test, out_dir: str, sanity: bool, with_base: bool) -> Dict:
+             test, out_dir: str, sanity: bool, with_base: bool, resume: bool) -> Dict:
   trainer_config = config.trainer_config().replace(**{'train.seed': seed})
   run_dir = os.path.join(out_dir, f'seed-{seed}')
   os.makedirs(run_dir, exist_ok=True)
+  key = {'trainer_config': json.loads(trainer_config.to_json()),
+         'eval_config': json.loads(json.dumps(dataclasses.asdict(eval_config))),
+         'sanity': sanity, 'base': with_base}
+  done = os.path.join(run_dir, 'quality.json')
+  if resume and os.path.exists(done):
+    with open(done) as f:
+      result = json.load(f)
+    if result.get('key') == key:
+      print(f'seed {seed}: result reused from {done}', flush=True)
+      return result
   x, y = test
-  base_run, base_seconds = None, None
+  base_run, base_record = None, None
   if with_base:
-    start = time.perf_counter()
-    base, _, _ = train_like_trainer(trainer_config, 'base', train_split, test,
-                                    os.path.join(run_dir, 'base'), f'seed {seed} base')
-    base_seconds = time.perf_counter() - start
+    base, base_record = train_or_resume(trainer_config, 'base', train_split, test,
+                                        os.path.join(run_dir, 'base'),
+                                        f'seed {seed} base', resume)
     _, evaluation, _, _ = evaluator_pieces()
-    attacker, loaded = make_attacker(base.base, eval_config, 'base')
+    attacker, loaded = make_attacker(base, eval_config, 'base')
     base_run = evaluation.evaluate_white_box(loaded, attacker, x, y, eval_config)
+  classifier, record = train_or_resume(trainer_config, 'adversarial', train_split, test,
+                                       os.path.join(run_dir, 'model'), f'seed {seed}',
+                                       resume)
+  selection = record['selection']
   start = time.perf_counter()
-  model, history, selection = train_like_trainer(
-      trainer_config, 'adversarial', train_split, test, os.path.join(run_dir, 'model'),
-      f'seed {seed}')
-  train_seconds = time.perf_counter() - start
-  start = time.perf_counter()
-  evaluated = evaluate(model.base, eval_config, x, y, 'candidate', sanity, base_run)
+  evaluated = evaluate(classifier, eval_config, x, y, 'candidate', sanity, base_run)
   eval_seconds = time.perf_counter() - start
   report = evaluated['run'].report
   with open(os.path.join(run_dir, 'metrics.json'), 'w') as f:
@@ -254,16 +305,16 @@ def run_seed(config: PipelineConfig, eval_config: EvalConfig, seed: int, train_s
                'sanity': evaluated['sanity'],
                'transfer_from_base': evaluated['transfer']}, f, indent=2, sort_keys=True)
   result = {
-      'seed': seed,
+      'seed': seed, 'key': key,
       'figures': headline(eval_config, evaluated),
       'blessed': evaluated['blessed'], 'failed_checks': evaluated['failed'],
       'checks': evaluated['checks'],
-      'train_minutes': round(train_seconds / 60, 2),
+      'train_minutes': round(record['seconds'] / 60, 2),
+      'trained': record['finished'],
       'eval_minutes': round(eval_seconds / 60, 2),
-      'epochs_run': len(history.history.get('loss', [])),
+      'epochs_run': record['epochs_run'],
       'selection': selection,
-      'history': {k: [round(float(v), 4) for v in vals]
-                  for k, vals in history.history.items()},
+      'history': record['history'],
       'attack_seconds': {k: round(v['seconds'], 1) for k, v in report['attacks'].items()},
       'member_seconds': {k: {m: round(s, 1) for m, s in v.get('member_seconds', {}).items()}
                          for k, v in report['attacks'].items() if 'member_seconds' in v},
@@ -272,12 +323,12 @@ def run_seed(config: PipelineConfig, eval_config: EvalConfig, seed: int, train_s
       'warnings': evaluated['warnings'], 'sanity': evaluated['sanity'],
       'run_dir': run_dir}
   if with_base:
-    result['base'] = {'train_minutes': round(base_seconds / 60, 2),
+    result['base'] = {'train_minutes': round(base_record['seconds'] / 60, 2),
                       'figures': {'clean': _figure(base_run.report['clean'], 'base model'),
                                   **{k: _figure(v, f'base model, {k}')
                                      for k, v in base_run.report['attacks'].items()}}}
-  with open(os.path.join(run_dir, 'quality.json'), 'w') as f:
-    json.dump(result, f, indent=2, sort_keys=True)
+  with open(done, 'w') as f:
+    json.dump(result, f, indent=2)   # not sorted: the figures keep the table's order
   return result
 
 
@@ -347,6 +398,8 @@ def main(argv=None) -> Dict:
                       help="skip the evaluator's APGD masking sanity checks")
   parser.add_argument('--base', action='store_true',
                       help='also train the base model and report transfer-from-base')
+  parser.add_argument('--resume', action='store_true',
+                      help='reuse finished seeds / trainings of the same settings in --out')
   parser.add_argument('--data-dir', default=os.environ.get('MNIST_DIR'))
   parser.add_argument('--out', default=os.path.join(REPO, 'runs', 'quality'))
   parser.add_argument('--set', dest='overrides', action='append', default=[],
@@ -391,7 +444,7 @@ def main(argv=None) -> Dict:
   results = []
   for seed in seeds:
     result = run_seed(config, eval_config, seed, train_split, test, out_dir, args.sanity,
-                      args.base)
+                      args.base, args.resume)
     results.append(result)
     print(f'seed {seed}: ' + json.dumps(
         {k: result[k] for k in ('blessed', 'failed_checks', 'train_minutes',
@@ -408,7 +461,8 @@ def main(argv=None) -> Dict:
              'cpu': info, 'eval_images': args.eval_images, 'sweep': args.sweep,
              'trainer_config': json.loads(config.trainer_config().to_json()),
              'eval_config': json.loads(json.dumps(dataclasses.asdict(eval_config))),
-             'results': results, 'spread': spread(results)}
+             'results': [{k: v for k, v in r.items() if k != 'key'} for r in results],
+             'spread': spread(results)}
   print(json.dumps(summary), flush=True)
   return summary
 
