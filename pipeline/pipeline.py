@@ -142,7 +142,6 @@ def _training_nodes(config: PipelineConfig, transform) -> list:
       model=trainer.outputs['model'],
       examples=transform.outputs['transformed_examples'],
       baseline_model=resolver.outputs['model'],
-      baseline_blessing=resolver.outputs['model_blessing'],
       base_model=base_model,
       config=eval_config_to_json(config.eval),
   ).with_id(EVALUATOR)

@@ -60,6 +60,27 @@ def _previous_metrics(blessing: types.Artifact) -> Optional[Dict[str, Any]]:
     return None
 
 
+def _sibling_metrics(evaluation_uri: str, model_uri: str,
+                     newest: int = 20) -> Optional[Dict[str, Any]]:
+  """The newest earlier evaluation (a sibling of this one) whose candidate was
+  model_uri. Found by path rather than through a blessing input, so a re-run's
+  inputs do not change and TFX's cache still holds."""
+  parent = os.path.dirname(evaluation_uri.rstrip('/'))
+  def order(path):
+    name = os.path.basename(os.path.dirname(path))
+    return int(name) if name.isdigit() else -1
+  paths = sorted(fileio.glob(os.path.join(parent, '*', METRICS_FILE)), key=order,
+                 reverse=True)[:newest]
+  for path in paths:
+    try:
+      metrics = json.loads(io_utils.read_string_file(path))
+    except Exception:  # pylint: disable=broad-except  # unreadable: skip it
+      continue
+    if metrics.get('models', {}).get(CANDIDATE, {}).get('uri') == model_uri:
+      return metrics
+  return None
+
+
 def write_blessing(blessing: types.Artifact, blessed: bool, checks: List[Dict],
                    candidate: evaluation_lib.LoadedModel,
                    baseline: Optional[evaluation_lib.LoadedModel],
@@ -125,11 +146,11 @@ class Executor(base_executor.BaseExecutor):
 
     fingerprint = evaluation_lib.data_fingerprint(x, y)
     cached = None
-    if BASELINE in models and input_dict.get(BASELINE_BLESSING_KEY):
-      cached = evaluation_lib.reusable(
-          _previous_metrics(artifact_utils.get_single_instance(
-              input_dict[BASELINE_BLESSING_KEY])),
-          models[BASELINE], fingerprint, config)
+    if BASELINE in models:
+      previous = (_previous_metrics(artifact_utils.get_single_instance(
+          input_dict[BASELINE_BLESSING_KEY])) if input_dict.get(BASELINE_BLESSING_KEY)
+                  else _sibling_metrics(evaluation.uri, models[BASELINE].uri))
+      cached = evaluation_lib.reusable(previous, models[BASELINE], fingerprint, config)
     runs: Dict[str, evaluation_lib.ModelRun] = {}
     for role, model in models.items():
       if role == BASELINE and model.uri == models[CANDIDATE].uri:
