@@ -19,11 +19,13 @@ loads the model):
   setting and the tutorial-style eager FGSM loop on subsets (as before);
 * on the first --attack-images test images (default 1,000): PGD-40 and APGD-CE
   (100 steps) alternated for --ratio-rounds rounds (their ratio of images/s is
-  taken within the run; APGD-CE runs 101 gradient evaluations against PGD-40's 40,
-  so 0.40 means the same cost per iteration), APGD-T (9 targets x 100 steps),
-  Square (5,000 queries), the tutorial's default suite (default_attacks()[2]: APGD-CE
-  + APGD-T with 3 targets) and the standard AutoAttack suite (standard_autoattack
-  (0.2): APGD-CE, APGD-T, Square), each timed once after tracing;
+  taken within the run, from wall and from CPU seconds; APGD-CE runs 101 gradient
+  evaluations against PGD-40's 40, so 0.40 means the same cost per iteration), then
+  the standard AutoAttack suite (standard_autoattack(0.2): APGD-CE, APGD-T, Square),
+  the tutorial's default suite (default_attacks()[2]: APGD-CE + APGD-T with 3
+  targets), APGD-T alone (9 targets x 100 steps) and Square alone (5,000 queries),
+  each traced beforehand and timed once, each reported as soon as it ends (and
+  saved to --json-out);
 * the arithmetic: forward multiply-adds per image (from the CNN's layer shapes and
   counted in the model's traced graph, bench/attack_cost.py), each attack's TFLOP as
   an UPPER BOUND from its settings and the suite's details (every iteration an early
@@ -44,6 +46,7 @@ import re
 import sys
 import tempfile
 import time
+from typing import Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -54,6 +57,7 @@ progress.quiet_environment()
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+tf.get_logger().setLevel('ERROR')  # AutoGraph's notes on train_step's matmul lambda
 import tf_keras as keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -131,8 +135,10 @@ class _Export(tf.Module):
     super().__init__()
     self.model = model
 
+  # No AutoGraph: plain TF, and nothing re-reads this file's source at export time.
   @tf.function(input_signature=[tf.TensorSpec(
-      [None, features.NUM_PIXELS], tf.float32, name=contract.NORMALIZED_INPUT)])
+      [None, features.NUM_PIXELS], tf.float32, name=contract.NORMALIZED_INPUT)],
+               autograph=False)
   def normalized_logits(self, image_xf):
     return {contract.LOGITS: tf.cast(self.model(image_xf, training=False), tf.float32)}
 
@@ -282,8 +288,8 @@ def run_attack(attacker, counter, x, y, clean_logits, attack: AttackConfig,
 
 
 def report(run: Run, fwd_macs: int, useful_bwd: float, matmul_wall: float,
-           matmul_cpu: float) -> dict:
-  """JSON fields of one run and its printed line; rates also as fractions of the
+           matmul_cpu: float) -> Tuple[dict, str]:
+  """(JSON fields, printable line) of one run; rates also as fractions of the
   matmul's (per wall second and per process CPU second)."""
   bound = attack_cost.total(run.bound)
   tflop_bound = bound.tflop(fwd_macs)
@@ -294,8 +300,8 @@ def report(run: Run, fwd_macs: int, useful_bwd: float, matmul_wall: float,
          'fraction_of_matmul_upper_bound': tflop_bound * 1e3 / run.wall / matmul_wall}
   line = (f'{run.name}: {run.n} images, {run.wall:.1f} s wall ({run.cpu:.1f} s CPU), '
           f'{run.images_per_s:.2f} images/s, robust {100 * run.robust_accuracy:.1f}%; '
-          f'upper bound {tflop_bound:.3f} TFLOP -> {out["gflops_upper_bound"]:.1f} '
-          'GFLOP/s')
+          f'UPPER BOUND (early-exited iterations counted) {tflop_bound:.3f} TFLOP -> '
+          f'{out["gflops_upper_bound"]:.1f} GFLOP/s')
   if run.counted is not None:
     tflop = run.counted.tflop(fwd_macs)
     useful = run.counted.tflop(fwd_macs, useful_bwd)
@@ -329,8 +335,7 @@ def report(run: Run, fwd_macs: int, useful_bwd: float, matmul_wall: float,
         f'{run.details["flipped_by_member"][m]}, bound {run.bound[m].tflop(fwd_macs):.3f}'
         ' TFLOP)' for m in run.details['members'])
     line += f'\n    members: {members}'
-  print(line, flush=True)
-  return out
+  return out, line
 
 
 def rounded(obj):
@@ -377,6 +382,8 @@ def main():
   p.add_argument('--jit-examples', type=int, default=None,
                  help='subset on which FGSM is also timed with the other jit_compile '
                  'setting (0 skips)')
+  p.add_argument('--json-out', help='also write the JSON here, rewritten after every '
+                 'attack (a killed run keeps what it measured)')
   p.add_argument('--no-count-passes', action='store_true',
                  help='do not wrap the model with the pass counter')
   p.add_argument('--quick', action='store_true',
@@ -525,19 +532,36 @@ def main():
     result['trace_seconds'] = traced_seconds
 
     runs = {}
+
+    def matmul_best():
+      samples = ([result['matmul_gflops_before']] + result['matmul_gflops_during'] +
+                 ([result['matmul_gflops_after']] if 'matmul_gflops_after' in result
+                  else []))
+      # The fastest sample is the denominator: fractions of the matmul are not
+      # flattered.
+      return (samples, max(m['wall'] for m in samples), max(m['cpu'] for m in samples))
+
+    def record(key, run):
+      """Reports a run at once and saves the JSON so far: a run killed later (the
+      machine is shared) keeps what it measured."""
+      runs[key] = run
+      result['matmul_gflops_during'].append(matmul())
+      _, mm, mm_cpu = matmul_best()
+      result[key], line = report(run, fwd_macs, useful_bwd, mm, mm_cpu)
+      print(line, flush=True)
+      if args.json_out:
+        with open(args.json_out, 'w') as f:
+          f.write(json.dumps(rounded(result)) + '\n')
+
+    result['matmul_gflops_during'] = []
     ratio_keys = [k for k in ('pgd40', 'apgd_ce') if k in wanted]
     rounds = {k: [] for k in ratio_keys}
     for r in range(args.ratio_rounds if ratio_keys else 0):
       for key in ratio_keys:
         run = run_attack(attacker, counter, xa, ya, la, planned[key], key)
         rounds[key].append(run)
-        print(f'  round {r + 1}: {key} {run.wall:.1f} s ({run.images_per_s:.2f} images/s)',
-              flush=True)
-    for key in ratio_keys:
-      # The report uses the round with the median wall time (the first of two).
-      ordered = sorted(rounds[key], key=lambda run: run.wall)
-      runs[key] = ordered[(len(ordered) - 1) // 2]
-      result[f'{key}_round_seconds'] = [run.wall for run in rounds[key]]
+        print(f'  round {r + 1}: {key} {run.wall:.1f} s wall, {run.cpu:.1f} s CPU '
+              f'({run.images_per_s:.2f} images/s)', flush=True)
     if len(ratio_keys) == 2:
       pgd_s = [run.wall for run in rounds['pgd40']]
       apgd_s = [run.wall for run in rounds['apgd_ce']]
@@ -548,23 +572,22 @@ def main():
       result['apgd_ce_per_pgd40_cpu'] = (sum(run.cpu for run in rounds['pgd40']) /
                                          sum(run.cpu for run in rounds['apgd_ce']))
       result['apgd_ce_per_pgd40_target'] = RATIO_TARGET
+    for key in ratio_keys:
+      # The report uses the round with the median wall time (the first of two).
+      ordered = sorted(rounds[key], key=lambda run: run.wall)
+      result[f'{key}_round_seconds'] = [run.wall for run in rounds[key]]
+      result[f'{key}_round_cpu_seconds'] = [run.cpu for run in rounds[key]]
+      record(key, ordered[(len(ordered) - 1) // 2])
 
-    # The matmul again between the long attacks: the load from other jobs drifts.
-    result['matmul_gflops_during'] = [matmul()] if runs else []
-    for key in ('apgd_t', 'square', 'autoattack_default', 'autoattack_standard'):
+    # The headline suite first, then the rest; the matmul after each (load drifts).
+    for key in ('autoattack_standard', 'autoattack_default', 'apgd_t', 'square'):
       if key in wanted:
-        runs[key] = run_attack(attacker, counter, xa, ya, la, planned[key], key)
-        print(f'  {key}: {runs[key].wall:.1f} s', flush=True)
-        result['matmul_gflops_during'].append(matmul())
+        record(key, run_attack(attacker, counter, xa, ya, la, planned[key], key))
 
     result['matmul_gflops_after'] = matmul()
 
   # ------------------------------------------------------------------ summary
-  samples = ([result['matmul_gflops_before']] + result['matmul_gflops_during'] +
-             [result['matmul_gflops_after']])
-  # The fastest sample is the denominator: fractions of the matmul are not flattered.
-  mm = max(m['wall'] for m in samples)
-  mm_cpu = max(m['cpu'] for m in samples)
+  samples, mm, mm_cpu = matmul_best()
   result.update(matmul_gflops_max=mm, matmul_gflops_per_cpu_second_max=mm_cpu)
   print(f'\n=== {cpu["cpu_model"]}, {os.cpu_count()} cores (shared); model: '
         f'{result["model"]}', flush=True)
@@ -573,7 +596,8 @@ def main():
         + ', '.join(f'{m["cpu"]}' for m in samples) + f'); fractions below are of the '
         f'best, {mm} ({mm_cpu} per CPU-second)', flush=True)
   for key, run in runs.items():
-    result[key] = report(run, fwd_macs, useful_bwd, mm, mm_cpu)
+    result[key], line = report(run, fwd_macs, useful_bwd, mm, mm_cpu)
+    print(line, flush=True)
   if 'apgd_ce_per_pgd40_images_per_s' in result:
     print(f'APGD-CE images/s / PGD-40 images/s: '
           f'{result["apgd_ce_per_pgd40_images_per_s"]:.3f} (all rounds), '
@@ -595,6 +619,9 @@ def main():
           f'{100 * result["autoattack_standard"]["fraction_of_matmul_upper_bound"]:.0f}% '
           f'of the matmul\'s {mm:.1f} GFLOP/s', flush=True)
   print(json.dumps(rounded(result)))
+  if args.json_out:
+    with open(args.json_out, 'w') as f:
+      f.write(json.dumps(rounded(result)) + '\n')
 
 
 if __name__ == '__main__':

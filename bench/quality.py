@@ -132,7 +132,8 @@ def train_like_trainer(config: TrainerConfig, mode: str, train_split, eval_split
   eval_ds = data.evaluation_dataset(*eval_split, batch_size=train_cfg.eval_batch_size)
   with training.precision_policy(train_cfg.precision):
     with strategy.scope():
-      model = training.compile_model(config, mode)
+      model = training.compile_model(
+          config, mode, data.steps_per_epoch(len(train_y), batch_size))
     callbacks = training.make_callbacks(config, model_run_dir, holdout)
     callbacks.append(epoch_printer(label))
     history = model.fit(train_ds, epochs=train_cfg.epochs, validation_data=eval_ds,

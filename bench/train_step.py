@@ -81,6 +81,8 @@ ENV_TOKENS = {
     'omp2': {'OMP_NUM_THREADS': '2'},
     'spin0': {'KMP_BLOCKTIME': '0'},
     'xla': {'BENCH_JIT_COMPILE': '1'},
+    # The robust presets' train.deterministic: tf.config.experimental.enable_op_determinism().
+    'determ': {'BENCH_DETERMINISTIC': '1'},
 }
 
 
@@ -366,6 +368,8 @@ def worker_main(data_dir: str, examples: Optional[int]) -> None:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   inter = os.environ.get('BENCH_INTER_OP_THREADS')
   intra = os.environ.get('BENCH_INTRA_OP_THREADS')
+  if os.environ.get('BENCH_DETERMINISTIC'):
+    tf.config.experimental.enable_op_determinism()
   if inter:
     tf.config.threading.set_inter_op_parallelism_threads(int(inter))
   if intra:

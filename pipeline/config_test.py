@@ -29,6 +29,7 @@ def test_defaults_are_the_tutorial_hparams():
     ('eval.thresholds.max_drop', -0.1, 'max_drop=-0.1'),
     ('train.epochs', 0, 'epochs=0'),
     ('train.precision', 'float16', "precision='float16'"),
+    ('train.lr_schedule', 'step', "lr_schedule='step'"),
 ])
 def test_bad_values_are_rejected_with_the_field_named(field, value, message):
   with pytest.raises(config_lib.ConfigError, match=message.replace('(', r'\(')):

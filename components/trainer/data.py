@@ -33,6 +33,11 @@ def global_batch_size(per_replica_batch: int, replicas: int) -> int:
   return per_replica_batch * replicas
 
 
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  """Batches per epoch of training_dataset (the last partial batch counts)."""
+  return -(-num_examples // batch_size)
+
+
 def training_dataset(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
                      seed: int, shuffle_buffer: int) -> tf.data.Dataset:
   """Reshuffled every epoch (seeded), batched by ``batch_size`` (the global batch),

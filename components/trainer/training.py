@@ -20,7 +20,7 @@ from components.trainer.adv_model import AdversarialModel
 from components.trainer.model import build_cnn
 from components.trainer.strategy import make_strategy
 from components.transform import transformed_io
-from components.config import PRECISIONS, TrainerConfig
+from components.config import PRECISIONS, TrainConfig, TrainerConfig
 
 CHECKPOINT_SUBDIR = 'checkpoints'
 ROBUST_LOG_SUBDIR = 'robust_selection'
@@ -43,14 +43,30 @@ def precision_policy(policy: str):
     keras.mixed_precision.set_global_policy(previous)
 
 
-def compile_model(config: TrainerConfig, mode: str) -> AdversarialModel:
+def learning_rate(train: TrainConfig, steps_per_epoch: Optional[int]):
+  """Adam's rate: the constant, or a per-step cosine decay to 0 over
+  train.epochs * steps_per_epoch steps. The schedule is a function of the optimizer's
+  step count, which checkpoints keep, so a resumed run continues the same curve."""
+  if train.lr_schedule == 'constant':
+    return train.learning_rate
+  if not steps_per_epoch or steps_per_epoch < 1:
+    raise ValueError(f'lr_schedule={train.lr_schedule!r} needs the steps per epoch, '
+                     f'got {steps_per_epoch!r}')
+  return keras.optimizers.schedules.CosineDecay(
+      train.learning_rate, decay_steps=train.epochs * steps_per_epoch, alpha=0.0)
+
+
+def compile_model(config: TrainerConfig, mode: str,
+                  steps_per_epoch: Optional[int] = None) -> AdversarialModel:
   """The seeded classifier in its adversarial wrapper, compiled. Call it inside the
-  strategy scope (and precision policy) the model will train under."""
+  strategy scope (and precision policy) the model will train under. steps_per_epoch
+  (batches per epoch) is needed by the cosine schedule only."""
   keras.utils.set_random_seed(config.train.seed)
   model = AdversarialModel(build_cnn(config.model), config.adv, mode=mode,
                            seed=config.train.seed)
-  model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
-                jit_compile=config.train.jit_compile and _xla_supported())
+  model.compile(
+      optimizer=keras.optimizers.Adam(learning_rate(config.train, steps_per_epoch)),
+      jit_compile=config.train.jit_compile and _xla_supported())
   return model
 
 
@@ -155,7 +171,7 @@ def train_and_export(config: TrainerConfig, mode: str, *,
 
   with precision_policy(train_cfg.precision):
     with strategy.scope():
-      model = compile_model(config, mode)
+      model = compile_model(config, mode, data.steps_per_epoch(len(train_y), batch_size))
     callbacks = make_callbacks(config, model_run_dir, holdout)
     history = model.fit(train_ds, epochs=train_cfg.epochs, validation_data=eval_ds,
                         callbacks=callbacks, verbose=verbose)
