@@ -214,7 +214,8 @@ def evaluate(classifier, config: EvalConfig, x, y, name: str, sanity: bool,
   sanity_report = {}
   if sanity:
     start = time.perf_counter()
-    sanity_report, sanity_warnings = evaluation.sanity_checks(attacker, x, y, config)
+    sanity_report, sanity_warnings = evaluation.sanity_checks(attacker, x, y, config,
+                                                               run.masks)
     sanity_report['seconds'] = time.perf_counter() - start
     warnings += sanity_warnings
   transfer = None

@@ -178,7 +178,7 @@ class Executor(base_executor.BaseExecutor):
       report['warnings'] += evaluation_lib.ordering_warnings(
           role, run, evaluation_lib.base_model_config(config) if role == BASE else config)
     report['sanity'], sanity_warnings = evaluation_lib.sanity_checks(
-        attackers[CANDIDATE], x, y, config)
+        attackers[CANDIDATE], x, y, config, runs[CANDIDATE].masks)
     report['warnings'] += sanity_warnings
     if BASE in runs:
       transfer = evaluation_lib.evaluate_transfer(

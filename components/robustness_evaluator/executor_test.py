@@ -14,6 +14,7 @@ from tfx.types import standard_artifacts
 from components.robustness_evaluator import attacks
 from components.robustness_evaluator import evaluation as evaluation_lib
 from components.robustness_evaluator import executor as executor_lib
+from components.robustness_evaluator import metrics
 from components.robustness_evaluator import spec
 from components.config import AttackConfig, ConfigError, EvalConfig, Thresholds
 
@@ -344,3 +345,25 @@ def test_autoattack_is_gated_and_the_base_model_gets_fgsm_and_pgd_only(world, tm
   assert 'autoattack transfer-from-base' not in table['columns']
   assert any(c['name'] == 'min_attack_accuracy/autoattack' for c in report['checks'])
   assert set(report['sanity']) >= {'sample_size'}
+  # Curve points the configured attacks already measured are taken, not re-attacked:
+  # FGSM and PGD at 0.2 from fgsm and pgd3 (same settings, 32 >= 24 images), the
+  # APGD-CE point from the suite's first member.
+  sweep = report['models']['candidate']['sweep']
+  assert sweep['taken_from'] == {'fgsm eps=0.2': 'fgsm', 'pgd eps=0.2': 'pgd3',
+                                 'apgd-ce eps=0.2': 'autoattack (apgd-ce)'}
+  correct = metrics.unpack_mask(cand['pgd3']['correct'], 32)[:24]
+  assert sweep['accuracy']['pgd']['0.2'] == pytest.approx(correct.mean())
+  assert sweep['seconds']['pgd']['0.2'] == 0.0 and sweep['seconds']['pgd']['0.1'] > 0
+
+
+def test_same_attack_key_ignores_name_and_sample_size_only():
+  key = evaluation_lib.same_attack_key
+  pgd = AttackConfig('a', epsilon=0.2, steps=3, step_size=0.1, random_start=True)
+  assert key(pgd) == key(dataclasses.replace(pgd, name='b', sample_size=5))
+  for change in (dict(epsilon=0.3), dict(steps=4), dict(step_size=0.05),
+                 dict(random_start=False), dict(restarts=2), dict(norm='l2')):
+    assert key(pgd) != key(dataclasses.replace(pgd, **change)), change
+  apgd = AttackConfig('x', method='apgd-ce', epsilon=0.2, steps=100)
+  assert key(apgd) != key(dataclasses.replace(apgd, method='pgd'))
+  assert key(dataclasses.replace(apgd, method='apgd-t')) is None
+  assert key(dataclasses.replace(apgd, method='autoattack')) is None
