@@ -158,6 +158,11 @@ class TrainConfig:
   selection_min_clean_accuracy: Optional[float] = None
   # tf.config.experimental.enable_op_determinism(): same seed, same weights.
   deterministic: bool = False
+  # Keras steps_per_execution: batch-32 updates run this many per call of the
+  # compiled train function, saving the per-step host round trip (same weights bit
+  # for bit: determinism_test.py; bench/README.md, 2026-11-25). Callbacks here are
+  # per epoch, so they see no difference.
+  steps_per_execution: int = 32
 
   def validate(self) -> 'TrainConfig':
     _check(isinstance(self.epochs, int) and self.epochs >= 1,
@@ -166,6 +171,8 @@ class TrainConfig:
            f'batch_size={self.batch_size!r}: must be an integer >= 1')
     _check(_finite(self.learning_rate) and self.learning_rate > 0,
            f'learning_rate={self.learning_rate!r}: must be > 0')
+    _check(isinstance(self.steps_per_execution, int) and self.steps_per_execution >= 1,
+           f'steps_per_execution={self.steps_per_execution!r}: must be an integer >= 1')
     _check(self.lr_schedule in LR_SCHEDULES,
            f'lr_schedule={self.lr_schedule!r}: must be one of {LR_SCHEDULES}')
     _check(self.precision in PRECISIONS,

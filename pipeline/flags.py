@@ -72,6 +72,8 @@ FLAGS = (
     Flag(_TRAIN, '--precision', 'train.precision',
          {'choices': components_config.PRECISIONS}, 'Keras dtype policy'),
     Flag(_TRAIN, '--jit-compile', 'train.jit_compile', {'type': _bool}, 'XLA'),
+    Flag(_TRAIN, '--steps-per-execution', 'train.steps_per_execution', {'type': int},
+         'batch updates per compiled call (same weights, fewer host round trips)'),
     Flag(_TRAIN, '--deterministic', 'train.deterministic', {'type': _bool},
          'deterministic kernels: same seed, same weights'),
     Flag(_TRAIN, '--selection-min-clean-accuracy', 'train.selection_min_clean_accuracy',

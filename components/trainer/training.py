@@ -66,7 +66,8 @@ def compile_model(config: TrainerConfig, mode: str,
                            seed=config.train.seed)
   model.compile(
       optimizer=keras.optimizers.Adam(learning_rate(config.train, steps_per_epoch)),
-      jit_compile=config.train.jit_compile and _xla_supported())
+      jit_compile=config.train.jit_compile and _xla_supported(),
+      steps_per_execution=config.train.steps_per_execution)
   return model
 
 
