@@ -96,6 +96,8 @@ def test_installs_the_same_lock_then_the_project_without_dependencies():
   assert 'requirements.lock' in runs[sync]
   install = next(i for i, r in enumerate(runs) if '--no-deps' in r)
   assert install > sync and runs[install].split('--no-build-isolation')[-1].split()[0] == '.'
+  # Bytecode built into the image (the image sets PYTHONDONTWRITEBYTECODE=1).
+  assert all('--compile-bytecode' in r for r in runs if 'uv pip' in r), runs
   assert os.path.isfile(os.path.join(REPO, 'requirements.lock'))
 
 
