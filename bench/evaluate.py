@@ -384,11 +384,17 @@ def main():
                  'setting (0 skips)')
   p.add_argument('--json-out', help='also write the JSON here, rewritten after every '
                  'attack (a killed run keeps what it measured)')
+  p.add_argument('--deterministic', action='store_true',
+                 help='tf.config.experimental.enable_op_determinism() first, as a '
+                 'robust-preset Trainer leaves it in a LocalDagRunner process')
   p.add_argument('--no-count-passes', action='store_true',
                  help='do not wrap the model with the pass counter')
   p.add_argument('--quick', action='store_true',
                  help='smoke run: ' + ', '.join(f'{k}={v}' for k, v in QUICK.items()))
   args = p.parse_args()
+  if args.deterministic:
+    tf.config.experimental.enable_op_determinism()
+    tf.random.set_seed(0)   # determinism refuses unseeded random ops (the matmul's)
   if not args.data_dir:
     sys.exit('error: set MNIST_DIR or pass --data-dir')
   for key, value in (QUICK if args.quick else DEFAULTS).items():
@@ -408,7 +414,8 @@ def main():
   print(train_bench.cpu_line(cpu), flush=True)
   result = {'examples': len(x), 'batch_size': args.batch_size, 'cpus': os.cpu_count(),
             'cpu_model': cpu['cpu_model'], 'tf_version': tf.__version__,
-            'jit_compile': executor.JIT_COMPILE, 'quick': args.quick}
+            'jit_compile': executor.JIT_COMPILE, 'quick': args.quick,
+            'deterministic': args.deterministic}
 
   with tempfile.TemporaryDirectory() as root:
     keras_model = None
