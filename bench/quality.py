@@ -432,7 +432,8 @@ def main(argv=None) -> Dict:
         f'{os.getloadavg()[0]:.1f}', flush=True)
   print(f'  data: {len(train_split[1])} training images ({t.robust_eval_examples} held '
         f'out for selection), {len(test[1])} test images', flush=True)
-  print(f'  train: {t.epochs} epochs, batch {t.batch_size}, patience '
+  print(f'  train: {t.epochs} epochs, batch {t.batch_size}, Adam {t.learning_rate:g} '
+        f'{t.lr_schedule}, patience '
         f'{t.early_stopping_patience}, selection min clean '
         f'{t.selection_min_clean_accuracy}, deterministic {t.deterministic}; adv '
         f'{config.adv}', flush=True)
