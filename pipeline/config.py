@@ -118,8 +118,13 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         'train.robust_eval_examples': 2000,
         'train.robust_eval_pgd_steps': 10,
         # Gate-aware selection: only epochs whose held-out clean accuracy reaches
-        # 0.987 compete on robustness.
-        'train.selection_min_clean_accuracy': 0.987,
+        # 0.98 compete on robustness. Held-out training images run 0.2-0.6 points
+        # below the test split here (seeds 0-2: 98.35/98.15/98.5% held out against
+        # 98.67/98.52/98.66% test at the chosen epochs), so 0.98 held out is the
+        # gate's ~98.45% test point; 0.987 was never reached on three seeds (the
+        # Trainer then falls back to the most robust epoch and says so). On those
+        # seeds both thresholds choose the same epochs.
+        'train.selection_min_clean_accuracy': 0.98,
         # Same seed, same weights. Measured free here: the PGD-7 step even ran 25%
         # faster with it (bench/README.md, 2026-11-25 night).
         'train.deterministic': True,
@@ -149,7 +154,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         'train.early_stopping_patience': 0,
         'train.robust_eval_examples': 2000,
         'train.robust_eval_pgd_steps': 10,
-        'train.selection_min_clean_accuracy': 0.987,
+        'train.selection_min_clean_accuracy': 0.98,
         'train.deterministic': True,
         'eval.attacks': default_attacks()[:1] + (
             AttackConfig(name='pgd40', epsilon=0.3, steps=40, step_size=0.01,
