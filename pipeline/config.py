@@ -118,9 +118,9 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         'train.robust_eval_examples': 2000,
         'train.robust_eval_pgd_steps': 10,
         # Gate-aware selection: only epochs whose held-out clean accuracy reaches
-        # 0.98 compete on robustness. Held-out training images run 0.2-0.6 points
+        # 0.98 compete on robustness. Held-out training images run 0.1-0.4 points
         # below the test split here (seeds 0-2: 98.35/98.15/98.5% held out against
-        # 98.67/98.52/98.66% test at the chosen epochs), so 0.98 held out is the
+        # 98.67/98.52/98.64% test at the chosen epochs), so 0.98 held out is the
         # gate's ~98.45% test point; 0.987 was never reached on three seeds (the
         # Trainer then falls back to the most robust epoch and says so). On those
         # seeds both thresholds choose the same epochs.
