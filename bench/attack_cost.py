@@ -58,28 +58,6 @@ def _dims(tensor: tf.Tensor, op) -> list:
   return dims
 
 
-def _conv_macs(op) -> int:
-  if op.type == 'Conv2D':
-    out, kernel = _dims(op.outputs[0], op), _dims(op.inputs[1], op)
-  elif op.type == 'Conv2DBackpropInput':
-    out, kernel = _dims(op.inputs[2], op), _dims(op.inputs[1], op)
-  else:
-    out, kernel = _dims(op.inputs[2], op), _dims(op.outputs[0], op)
-  kh, kw, ci, _ = kernel
-  return int(np.prod(out)) * kh * kw * ci
-
-
-def _matmul_macs(op) -> int:
-  a, b = _dims(op.inputs[0], op), _dims(op.inputs[1], op)
-  if op.type == 'MatMul':
-    ta, tb = op.get_attr('transpose_a'), op.get_attr('transpose_b')
-  else:
-    ta, tb = op.get_attr('adj_x'), op.get_attr('adj_y')
-  m, k = (a[-1], a[-2]) if ta else (a[-2], a[-1])
-  n = b[-2] if tb else b[-1]
-  return (int(np.prod(a[:-2])) if len(a) > 2 else 1) * m * k * n
-
-
 def _lookup(graph, name):
   """A function called from ``graph``: its own library, else the outer graphs'."""
   g = graph
@@ -96,9 +74,9 @@ def _graph_macs(graph: tf.Graph) -> int:
   total = 0
   for op in step_cost._live_ops(graph):  # pylint: disable=protected-access
     if op.type in step_cost.CONV_OPS:
-      total += _conv_macs(op)
+      total += step_cost._conv_macs(op, _dims)  # pylint: disable=protected-access
     elif op.type in step_cost.MATMUL_OPS:
-      total += _matmul_macs(op)
+      total += step_cost._matmul_macs(op, _dims)  # pylint: disable=protected-access
     elif op.type in ('StatefulPartitionedCall', 'PartitionedCall'):
       fn = _lookup(graph, op.get_attr('f').name)
       if fn is None:

@@ -31,26 +31,24 @@ def _static_shape(tensor: tf.Tensor, op) -> list:
   return shape.as_list()
 
 
-def _conv_macs(op) -> int:
-  """N*Ho*Wo*Co*kh*kw*Ci for the forward op and both of its gradients alike."""
+def _conv_macs(op, shape=_static_shape) -> int:
+  """N*Ho*Wo*Co*kh*kw*Ci for the forward op and both of its gradients alike.
+  shape(tensor, op): the static dims to count with (bench/attack_cost.py reads an
+  unknown batch dimension as one image)."""
   if op.type == 'Conv2D':
-    out = _static_shape(op.outputs[0], op)
-    kernel = _static_shape(op.inputs[1], op)
+    out, kernel = shape(op.outputs[0], op), shape(op.inputs[1], op)
   elif op.type == 'Conv2DBackpropInput':  # (input_sizes, filter, out_backprop)
-    out = _static_shape(op.inputs[2], op)
-    kernel = _static_shape(op.inputs[1], op)
+    out, kernel = shape(op.inputs[2], op), shape(op.inputs[1], op)
   else:  # Conv2DBackpropFilter: (input, filter_sizes, out_backprop)
-    out = _static_shape(op.inputs[2], op)
-    kernel = _static_shape(op.outputs[0], op)
+    out, kernel = shape(op.inputs[2], op), shape(op.outputs[0], op)
   if op.get_attr('data_format') != b'NHWC':
     raise ValueError(f'{op.name}: only NHWC convolutions are counted')
   kh, kw, ci, _ = kernel
   return int(np.prod(out)) * kh * kw * ci
 
 
-def _matmul_macs(op) -> int:
-  a = _static_shape(op.inputs[0], op)
-  b = _static_shape(op.inputs[1], op)
+def _matmul_macs(op, shape=_static_shape) -> int:
+  a, b = shape(op.inputs[0], op), shape(op.inputs[1], op)
   if op.type == 'MatMul':
     transpose_a, transpose_b = op.get_attr('transpose_a'), op.get_attr('transpose_b')
   else:
