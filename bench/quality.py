@@ -44,6 +44,12 @@ from typing import Dict, List, Optional, Sequence
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from pipeline import progress  # pylint: disable=g-import-not-at-top
+# The environment the pipeline's own processes train and attack in (local runner,
+# Kubeflow image): oneDNN kernels on. Set before TensorFlow is imported; without it
+# the Trainer's epochs here ran ~13% slower than in `make run`.
+progress.quiet_environment()
+
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from bench.train_step import cpu_info, load_normalized, parse_override  # pylint: disable=g-import-not-at-top
@@ -429,7 +435,8 @@ def main(argv=None) -> Dict:
   t = config.train
   print(f'quality: preset {args.preset}, seeds {seeds}, {started:%Y-%m-%d %H:%M} UTC, '
         f'CPU {info["cpu_model"]} ({info["cores"]} cores), load average '
-        f'{os.getloadavg()[0]:.1f}', flush=True)
+        f'{os.getloadavg()[0]:.1f}, oneDNN '
+        f'{os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}', flush=True)
   print(f'  data: {len(train_split[1])} training images ({t.robust_eval_examples} held '
         f'out for selection), {len(test[1])} test images', flush=True)
   print(f'  train: {t.epochs} epochs, batch {t.batch_size}, Adam {t.learning_rate:g} '
