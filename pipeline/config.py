@@ -140,9 +140,9 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     },
     # The literature's MNIST threat model (eps 0.3): TRADES with PGD-10 neighbors
     # trained at eps 0.3, a wider CNN, longer training. Not yet verified over seeds.
-    # 14 epochs keep training within the 30-minute budget on 2 cores: the
-    # step measured ~245 CPU-ms (~130-160 ms wall) here, ~2 min an epoch with the
-    # held-out selection (2026-11-26); 20 epochs would take ~40 minutes.
+    # 14 epochs: chosen from a noisy pre-measurement (~2 min an epoch); the first
+    # run (2026-11-26, bench/README.md) took 1.3-1.4 min an epoch, 19.1 minutes in
+    # all, so ~21 epochs would fit the 30-minute budget on 2 cores (not yet run).
     'robust-eps0.3': {
         'adv.pgd_iterations': 10,
         'adv.pgd_epsilon': 0.3,
