@@ -14,7 +14,7 @@ model: the max-drop check does not apply).
 
   MNIST_DIR=/path/to/mnist python bench/quality.py --preset robust --seeds 0,1,2 \
       [--eval-images N] [--epochs N] [--sweep] [--no-sanity] [--base] [--set KEY=JSON] \
-      [--out runs/quality] [--resume]
+      [--out runs/quality] [--resume] [--reuse-eval-from OUT]
 
 It prints the CPU model and date, a per-epoch line while training, one line per
 finished seed, then the per-seed table (accuracy in %, 95% Wilson interval, n in
@@ -26,6 +26,11 @@ checkpoints and TensorBoard logs are kept under --out/<preset>/seed-<N>.
 whole result (quality.json), or its finished training (train.json and the selected
 weights; with train.deterministic the same seed would give the same weights anyway),
 so a killed run loses at most the stage it was in.
+
+--reuse-eval-from OUT re-trains but reuses the evaluation of an earlier run's seed
+when the new weights hash to the same sha256 and the eval settings are the same: how
+a change that should only cost or save time (e.g. the selection's start epoch) is
+re-timed without re-attacking the same model for ~10 minutes a seed.
 
 --eval-images caps every attack's sample (clean accuracy stays on the whole test
 split); below the preset's min_eval_examples the gate would refuse, so it is an error.
@@ -180,6 +185,7 @@ def train_or_resume(config: TrainerConfig, mode: str, train_split, eval_split,
   seconds = time.perf_counter() - start
   model.base.save_weights(weights)
   record = {'config': json.loads(config.to_json()), 'mode': mode, 'seconds': seconds,
+            'weights_sha256': weights_digest(model.base),
             'finished': datetime.datetime.now(datetime.timezone.utc).isoformat(),
             'epochs_run': len(history.history.get('loss', [])),
             'history': {k: [round(float(v), 5) for v in vals]
@@ -188,6 +194,44 @@ def train_or_resume(config: TrainerConfig, mode: str, train_split, eval_split,
   with open(record_path, 'w') as f:
     json.dump(record, f, indent=2)
   return model.base, record
+
+
+def weights_digest(classifier) -> str:
+  """sha256 of the classifier's weights (shapes and float bytes, in layer order):
+  equal digests mean the evaluation's inputs are bit for bit the same model."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  h = hashlib.sha256()
+  for w in classifier.get_weights():
+    h.update(repr(w.shape).encode())
+    h.update(np.ascontiguousarray(w).tobytes())
+  return h.hexdigest()
+
+
+def earlier_evaluation(earlier_run_dir: str, config: TrainerConfig, eval_key: Dict,
+                       digest: str) -> Optional[Dict]:
+  """The finished result (quality.json) of an earlier run of this seed whose
+  evaluation settings are these and whose selected weights are bit-identical to the
+  ones just trained, or None. The evaluation is a function of (weights, test data,
+  EvalConfig with its seeds), so its figures hold for this model as they are; only
+  the training was redone (e.g. to time it after a change that keeps the weights)."""
+  done = os.path.join(earlier_run_dir, 'quality.json')
+  weights = os.path.join(earlier_run_dir, 'model', CLASSIFIER_WEIGHTS)
+  if not (os.path.exists(done) and os.path.exists(weights + '.index')):
+    return None
+  with open(done) as f:
+    result = json.load(f)
+  if {k: result['key'][k] for k in eval_key} != eval_key:
+    print(f'  {earlier_run_dir}: evaluation settings differ; evaluating again', flush=True)
+    return None
+  from components.trainer.model import build_cnn  # pylint: disable=g-import-not-at-top
+  classifier = build_cnn(config.model)
+  classifier.load_weights(weights).expect_partial()
+  earlier = weights_digest(classifier)
+  if earlier != digest:
+    print(f'  {earlier_run_dir}: other weights (sha256 {earlier[:12]} vs {digest[:12]}); '
+          'evaluating again', flush=True)
+    return None
+  return result
 
 
 # ----------------------------------------------------------------- evaluation
@@ -276,7 +320,8 @@ def _figure(entry: Dict, what: str) -> Dict:
 # ---------------------------------------------------------------------- seeds
 
 def run_seed(config: PipelineConfig, eval_config: EvalConfig, seed: int, train_split,
-             test, out_dir: str, sanity: bool, with_base: bool, resume: bool) -> Dict:
+             test, out_dir: str, sanity: bool, with_base: bool, resume: bool,
+             reuse_eval_from: Optional[str] = None) -> Dict:
   trainer_config = config.trainer_config().replace(**{'train.seed': seed})
   run_dir = os.path.join(out_dir, f'seed-{seed}')
   os.makedirs(run_dir, exist_ok=True)
@@ -303,6 +348,21 @@ def run_seed(config: PipelineConfig, eval_config: EvalConfig, seed: int, train_s
                                        os.path.join(run_dir, 'model'), f'seed {seed}',
                                        resume)
   selection = record['selection']
+  digest = weights_digest(classifier)
+  if reuse_eval_from and not with_base:
+    earlier = earlier_evaluation(os.path.join(reuse_eval_from, f'seed-{seed}'),
+                                 trainer_config, {k: key[k] for k in ('eval_config',
+                                                                      'sanity')}, digest)
+    if earlier is not None:
+      print(f'  seed {seed}: weights sha256 {digest[:12]} are those of '
+            f'{earlier["run_dir"]}; its evaluation is reused', flush=True)
+      result = dict(earlier, key=key, train_minutes=round(record['seconds'] / 60, 2),
+                    trained=record['finished'], epochs_run=record['epochs_run'],
+                    selection=selection, history=record['history'], run_dir=run_dir,
+                    weights_sha256=digest, eval_reused_from=earlier['run_dir'])
+      with open(done, 'w') as f:
+        json.dump(result, f, indent=2)
+      return result
   start = time.perf_counter()
   evaluated = evaluate(classifier, eval_config, x, y, 'candidate', sanity, base_run)
   eval_seconds = time.perf_counter() - start
@@ -329,7 +389,7 @@ def run_seed(config: PipelineConfig, eval_config: EvalConfig, seed: int, train_s
       'flipped_by_member': {k: v['flipped_by_member'] for k, v in report['attacks'].items()
                             if 'flipped_by_member' in v},
       'warnings': evaluated['warnings'], 'sanity': evaluated['sanity'],
-      'run_dir': run_dir}
+      'run_dir': run_dir, 'weights_sha256': digest}
   if with_base:
     result['base'] = {'train_minutes': round(base_record['seconds'] / 60, 2),
                       'figures': {'clean': _figure(base_run.report['clean'], 'base model'),
@@ -408,6 +468,11 @@ def main(argv=None) -> Dict:
                       help='also train the base model and report transfer-from-base')
   parser.add_argument('--resume', action='store_true',
                       help='reuse finished seeds / trainings of the same settings in --out')
+  parser.add_argument('--reuse-eval-from', metavar='OUT',
+                      help="an earlier run's --out: a seed whose newly trained weights "
+                           "are bit-identical to that run's (sha256) and whose eval "
+                           "settings are the same reuses its evaluation (e.g. to re-time "
+                           "training after a change that keeps the weights)")
   parser.add_argument('--data-dir', default=os.environ.get('MNIST_DIR'))
   parser.add_argument('--out', default=os.path.join(REPO, 'runs', 'quality'))
   parser.add_argument('--set', dest='overrides', action='append', default=[],
@@ -454,12 +519,16 @@ def main(argv=None) -> Dict:
   results = []
   for seed in seeds:
     result = run_seed(config, eval_config, seed, train_split, test, out_dir, args.sanity,
-                      args.base, args.resume)
+                      args.base, args.resume,
+                      args.reuse_eval_from and os.path.join(args.reuse_eval_from,
+                                                            args.preset))
     results.append(result)
     print(f'seed {seed}: ' + json.dumps(
         {k: result[k] for k in ('blessed', 'failed_checks', 'train_minutes',
                                 'eval_minutes', 'epochs_run')} |
         {'chosen_epoch': (result['selection'] or {}).get('chosen_epoch'),
+         'weights_sha256': result['weights_sha256'][:12],
+         'eval_reused_from': result.get('eval_reused_from'),
          'figures': {k: round(v['accuracy'], 4) for k, v in result['figures'].items()},
          'warnings': len(result['warnings'])}), flush=True)
 

@@ -60,6 +60,11 @@ def test_preset_round_trips_through_json_and_cli():
   assert c.preset == 'robust' and c.adv.pgd_iterations == 7 and c.train.epochs == 3
   assert c.eval.thresholds.min_attack_accuracy['pgd40'] == 0.9
   assert config_lib.PipelineConfig.from_json(c.to_json()) == c
+  assert c.train.selection_start_epoch == 7
+  c = flags.config_from_args(_parse(['--preset', 'robust', '--selection-start-epoch', '2']))
+  assert c.train.selection_start_epoch == 2
+  with pytest.raises(config_lib.ConfigError, match='selection_start_epoch=0'):
+    c.replace(**{'train.selection_start_epoch': 0})
   with pytest.raises(SystemExit):
     _parse(['--preset', 'nope'])
 

@@ -79,6 +79,8 @@ FLAGS = (
     Flag(_TRAIN, '--selection-min-clean-accuracy', 'train.selection_min_clean_accuracy',
          {'type': _optional_float},
          'robust model selection only among epochs with this held-out clean accuracy'),
+    Flag(_TRAIN, '--selection-start-epoch', 'train.selection_start_epoch', {'type': int},
+         'first epoch the held-out robust selection measures (and may choose)'),
     Flag(_ADV, '--multiplier', 'adv.multiplier', {'type': float}),
     Flag(_ADV, '--adv-step-size', 'adv.adv_step_size', {'type': float}),
     Flag(_ADV, '--adv-grad-norm', 'adv.adv_grad_norm',

@@ -66,14 +66,23 @@ class RobustModelSelection(keras.callbacks.Callback):
   epochs without improvement training stops (patience 0: never stop early). The
   curve goes into the epoch logs (History, TensorBoard) and, if log_dir is given,
   into its own TensorBoard run.
+
+  Epochs before ``start_epoch`` (1-based) are neither measured nor candidates; a
+  run shorter than that measures its last epoch. ``figures[i]`` belongs to epoch
+  ``first_epoch + i`` (0-based).
   """
 
   def __init__(self, metric: RobustMetric, patience: int = 0,
-               log_dir: Optional[str] = None, min_clean: Optional[float] = None):
+               log_dir: Optional[str] = None, min_clean: Optional[float] = None,
+               start_epoch: int = 1):
     super().__init__()
     if patience < 0:
       raise ValueError(f'patience={patience!r}: must be >= 0')
+    if start_epoch < 1:
+      raise ValueError(f'start_epoch={start_epoch!r}: must be >= 1')
     self._metric = metric
+    self._start_epoch = start_epoch
+    self.first_epoch: Optional[int] = None
     self._patience = patience
     self.min_clean = min_clean
     self.figures: List[Tuple[float, Optional[float]]] = []
@@ -88,8 +97,20 @@ class RobustModelSelection(keras.callbacks.Callback):
   def on_train_begin(self, logs=None):
     self.history, self.best_epoch, self.best_value = [], None, -np.inf
     self._best_weights, self._wait, self.figures = None, 0, []
+    self.first_epoch = None
+
+  def _measures(self, epoch: int) -> bool:
+    if self.first_epoch is not None or epoch + 1 >= self._start_epoch:
+      return True
+    params = getattr(self, 'params', None) or {}
+    last = params.get('epochs')
+    return last is not None and epoch + 1 >= last
 
   def on_epoch_end(self, epoch, logs=None):
+    if not self._measures(epoch):
+      return
+    if self.first_epoch is None:
+      self.first_epoch = epoch
     measured = self._metric(self.model)
     value, clean = (measured if isinstance(measured, tuple) else (measured, None))
     value = float(value)
@@ -107,7 +128,7 @@ class RobustModelSelection(keras.callbacks.Callback):
           tf.summary.scalar(CLEAN_ACCURACY, clean, step=epoch)
       self._writer.flush()
     choice, self.qualified = select_epoch(self.figures, self.min_clean)
-    if choice == epoch:
+    if choice is not None and self.first_epoch + choice == epoch:
       self.best_value, self.best_epoch, self._wait = value, epoch, 0
       self._best_weights = self.model.get_weights()
     else:
@@ -124,7 +145,7 @@ class RobustModelSelection(keras.callbacks.Callback):
       logging.warning(
           'Model selection: NO epoch reached held-out clean accuracy %.4f (best was '
           '%.4f); keeping the most robust epoch, which the clean gate will likely '
-          'refuse.', self.min_clean, max(c or 0.0 for _, c in self.figures))
+          'refuse.', self.min_clean, max((c or 0.0 for _, c in self.figures), default=0.0))
     if self._best_weights is not None:
       self.model.set_weights(self._best_weights)
       logging.info('Restored the weights of epoch %d (%s=%.4f).', self.best_epoch + 1,

@@ -116,3 +116,40 @@ def test_selection_restores_the_qualifying_epoch_and_says_when_none_qualifies():
   never.on_train_begin()
   never.on_epoch_end(0, {})
   assert not never.qualified
+
+
+def test_selection_measures_and_chooses_only_from_its_start_epoch():
+  model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+  calls = []
+  figures = iter([(0.93, 0.99), (0.92, 0.99)])
+
+  def metric(m):
+    calls.append(float(m.get_weights()[0][0, 0]))
+    return next(figures)
+
+  sel = callbacks.RobustModelSelection(metric, start_epoch=3)
+  sel.set_model(model)
+  sel.set_params({'epochs': 4})
+  sel.on_train_begin()
+  for epoch in range(4):
+    model.set_weights([np.full((1, 1), epoch, np.float32), np.zeros(1, np.float32)])
+    logs = {}
+    sel.on_epoch_end(epoch, logs)
+    assert (callbacks.ROBUST_ACCURACY in logs) == (epoch >= 2)
+  sel.on_train_end()
+  assert calls == [2.0, 3.0]            # epochs 1-2 are never attacked
+  assert sel.first_epoch == 2 and sel.best_epoch == 2
+  assert model.get_weights()[0][0, 0] == 2.0
+
+
+def test_a_run_shorter_than_the_start_epoch_measures_its_last_epoch():
+  model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+  sel = callbacks.RobustModelSelection(lambda m: (0.9, 0.99), start_epoch=7)
+  sel.set_model(model)
+  sel.set_params({'epochs': 2})
+  sel.on_train_begin()
+  for epoch in range(2):
+    sel.on_epoch_end(epoch, {})
+  assert sel.figures == [(0.9, 0.99)] and sel.best_epoch == 1
+  with pytest.raises(ValueError, match='start_epoch'):
+    callbacks.RobustModelSelection(lambda m: 0.9, start_epoch=0)

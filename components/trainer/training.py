@@ -100,7 +100,8 @@ def make_callbacks(config: TrainerConfig, model_run_dir: str,
     result.append(callbacks_lib.RobustModelSelection(
         metric, patience=config.train.early_stopping_patience,
         log_dir=os.path.join(model_run_dir, ROBUST_LOG_SUBDIR),
-        min_clean=config.train.selection_min_clean_accuracy))
+        min_clean=config.train.selection_min_clean_accuracy,
+        start_epoch=config.train.selection_start_epoch))
   result.append(keras.callbacks.ModelCheckpoint(
       os.path.join(model_run_dir, CHECKPOINT_SUBDIR, 'epoch-{epoch:03d}'),
       save_weights_only=True))
@@ -119,8 +120,10 @@ def _write_selection(callbacks, holdout, model_run_dir: str) -> None:
   n = len(holdout[1])
   robust = selection.best_value
   record = {'holdout_examples': n,
-            'epochs': [{'epoch': i + 1, 'robust_accuracy': r, 'clean_accuracy': c}
+            'epochs': [{'epoch': selection.first_epoch + i + 1, 'robust_accuracy': r,
+                        'clean_accuracy': c}
                        for i, (r, c) in enumerate(selection.figures)],
+            'first_selection_epoch': selection.first_epoch + 1,
             'chosen_epoch': selection.best_epoch + 1,
             'min_clean_accuracy': selection.min_clean,
             'qualified': selection.qualified,
