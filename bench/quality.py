@@ -348,8 +348,9 @@ def run_seed(config: PipelineConfig, eval_config: EvalConfig, seed: int, train_s
                                        os.path.join(run_dir, 'model'), f'seed {seed}',
                                        resume)
   selection = record['selection']
-  digest = weights_digest(classifier)
-  if reuse_eval_from and not with_base:
+  # Hashed once: at training (train.json) or, for a record from before the hash, here.
+  digest = record.get('weights_sha256') or weights_digest(classifier)
+  if reuse_eval_from:
     earlier = earlier_evaluation(os.path.join(reuse_eval_from, f'seed-{seed}'),
                                  trainer_config, {k: key[k] for k in ('eval_config',
                                                                       'sanity')}, digest)
@@ -482,6 +483,13 @@ def main(argv=None) -> Dict:
   args = parser.parse_args(argv)
   if not args.data_dir:
     parser.error('set MNIST_DIR or pass --data-dir (directory of the four IDX files)')
+  if args.reuse_eval_from and args.base:
+    parser.error('--reuse-eval-from with --base: the reused evaluation has no '
+                 'transfer-from-base figures; drop one of them')
+  if args.reuse_eval_from and not os.path.isdir(os.path.join(args.reuse_eval_from,
+                                                             args.preset)):
+    parser.error(f'--reuse-eval-from {args.reuse_eval_from}: no {args.preset}/ '
+                 'directory of an earlier run there')
   try:
     seeds = parse_seeds(args.seeds)
   except argparse.ArgumentTypeError as e:
