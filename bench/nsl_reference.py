@@ -65,9 +65,12 @@ def load_data(data_dir: str, examples=None):
   return x, y
 
 
-def build_cnn(tf):
-  """The tutorial's CNN on flat normalized pixels, as the project builds it."""
-  keras = tf.keras
+def build_cnn(keras, tf):
+  """The tutorial's CNN with stock Keras layers, on flat normalized pixels.
+
+  The one definition both references use: NSL here (tf.keras of TF 2.15) and the
+  plain Keras `fit` in train_step.py (tf_keras of the project's TF).
+  """
   inputs = keras.Input(shape=(784,), dtype=tf.float32, name='image')
   x = keras.layers.Reshape((28, 28, 1))(inputs)
   x = keras.layers.Conv2D(32, 3, activation='relu')(x)
@@ -112,7 +115,7 @@ def build(mode: str, args, x, y):
   """(model, dataset) of one mode, compiled."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.keras.utils.set_random_seed(args.seed)
-  base = build_cnn(tf)
+  base = build_cnn(tf.keras, tf)
   ce = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
   n = len(y)
   if mode == 'base':

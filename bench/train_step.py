@@ -185,21 +185,6 @@ def train(config, mode: str, images, labels, callbacks=()):
 
 # --- contenders (built inside a worker) -----------------------------------------
 
-def keras_cnn(keras, tf):
-  """The tutorial's CNN with stock layers, on flat normalized pixels."""
-  inputs = keras.Input(shape=(784,), dtype=tf.float32, name='image')
-  x = keras.layers.Reshape((28, 28, 1))(inputs)
-  x = keras.layers.Conv2D(32, 3, activation='relu')(x)
-  x = keras.layers.MaxPooling2D(2)(x)
-  x = keras.layers.Conv2D(64, 3, activation='relu')(x)
-  x = keras.layers.MaxPooling2D(2)(x)
-  x = keras.layers.Conv2D(64, 3, activation='relu')(x)
-  x = keras.layers.Flatten()(x)
-  x = keras.layers.Dense(64, activation='relu')(x)
-  logits = keras.layers.Dense(10)(x)
-  return keras.Model(inputs, logits, name='cnn')
-
-
 class Contender:
   """A model, its training dataset and a persistent iterator for timed chunks."""
 
@@ -255,7 +240,8 @@ def build_contender(spec: dict, x, y) -> Contender:
   pgd = config.adv.pgd_iterations
   if kind == 'keras':
     keras.utils.set_random_seed(config.train.seed)
-    model = keras_cnn(keras, tf)
+    from bench.nsl_reference import build_cnn  # pylint: disable=g-import-not-at-top
+    model = build_cnn(keras, tf)
     model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=['acc'])
