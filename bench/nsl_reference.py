@@ -161,12 +161,33 @@ def run(mode: str, args, x, y) -> dict:
 
 # --- worker mode: driven by bench/train_step.py (same protocol as its workers) ---
 
-PROTOCOL = '@@ '
+PROTOCOL = '@@ '   # worker -> coordinator lines start with this; the rest is logging
 
 
 def _reply(obj) -> None:
   sys.stdout.write(PROTOCOL + json.dumps(obj) + '\n')
   sys.stdout.flush()
+
+
+def serve(ready: dict, handlers: dict) -> None:
+  """The worker side of the benchmarks' protocol, for both venvs' workers: one JSON
+  command per stdin line, one PROTOCOL-prefixed JSON reply per command. Every worker
+  also answers 'matmul' (the same-run reference rate) and 'quit'."""
+  handlers = dict(handlers)
+  handlers.setdefault('matmul', lambda msg: matmul_rates(repeats=msg.get('repeats', 4)))
+  _reply(ready)
+  for line in sys.stdin:
+    msg = json.loads(line)
+    cmd = msg['cmd']
+    if cmd == 'quit':
+      break
+    try:
+      handler = handlers.get(cmd)
+      _reply(handler(msg) if handler else {'error': f'unknown command {cmd!r}'})
+    except Exception as e:  # pylint: disable=broad-except
+      import traceback  # pylint: disable=g-import-not-at-top
+      traceback.print_exc(file=sys.stderr)
+      _reply({'error': f'{type(e).__name__}: {e}'})
 
 
 def step_macs(model, mode: str, args, feature_dim: int) -> float:
@@ -183,16 +204,18 @@ def step_macs(model, mode: str, args, feature_dim: int) -> float:
 
 
 def matmul_rates(size: int = 1024, repeats: int = 8) -> dict:
-  """As bench/train_step.py's: fastest call, median call, per CPU-second."""
+  """GFLOP/s of single size^2 float32 matmuls: of the fastest call ('best', what the
+  kernels reach when nothing else runs), of the median call, and per process
+  CPU-second over all calls. Shared by every benchmark, in either venv."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   global _MATMUL
-  if '_MATMUL' not in globals():
+  if '_MATMUL' not in globals() or _MATMUL[0] != size:
     a = tf.random.uniform([size, size])
     fn = tf.function(lambda m: tf.matmul(m, m))
     fn(a).numpy()
-    _MATMUL = (a, fn)
-  a, fn = _MATMUL
+    _MATMUL = (size, a, fn)
+  _, a, fn = _MATMUL
   flops = 2 * size ** 3
   times = []
   cpu = time.process_time()
@@ -209,49 +232,41 @@ def worker(args, x, y) -> None:
   """Serves JSON commands from stdin: setup, chunk, epoch, macs, matmul, quit."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   state = {}
-  _reply({'ready': True, 'tf_version': tf.__version__, 'examples': int(len(y)),
-          'onednn': os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')})
-  for line in sys.stdin:
-    msg = json.loads(line)
-    cmd = msg['cmd']
-    try:
-      if cmd == 'quit':
-        break
-      if cmd == 'setup':
-        spec = msg['spec']
-        model, ds = build(spec['mode'], args, x, y)
-        start = time.perf_counter()
-        model.fit(ds.take(msg['warmup_steps']), epochs=1, verbose=0)
-        warm = time.perf_counter() - start
-        state[spec['name']] = {'model': model, 'ds': ds, 'mode': spec['mode'],
-                               'iterator': iter(ds.repeat()),
-                               'fn': model.make_train_function()}
-        _reply({'name': spec['name'], 'warmup_seconds': warm})
-      elif cmd == 'chunk':
-        s = state[msg['name']]
-        start, cpu = time.perf_counter(), time.process_time()
-        for _ in range(msg['steps']):
-          logs = s['fn'](s['iterator'])
-        float(next(iter(logs.values())))
-        _reply({'wall': time.perf_counter() - start, 'cpu': time.process_time() - cpu,
-                'steps': msg['steps']})
-      elif cmd == 'epoch':
-        s = state[msg['name']]
-        start, cpu = time.perf_counter(), time.process_time()
-        history = s['model'].fit(s['ds'], epochs=1, verbose=0)
-        _reply({'wall': time.perf_counter() - start, 'cpu': time.process_time() - cpu,
-                'logs': {k: round(float(v[-1]), 4) for k, v in history.history.items()}})
-      elif cmd == 'macs':
-        s = state[msg['name']]
-        _reply({'macs_per_example': step_macs(s['model'], s['mode'], args, x.shape[1])})
-      elif cmd == 'matmul':
-        _reply(matmul_rates(repeats=msg.get('repeats', 4)))
-      else:
-        _reply({'error': f'unknown command {cmd!r}'})
-    except Exception as e:  # pylint: disable=broad-except
-      import traceback  # pylint: disable=g-import-not-at-top
-      traceback.print_exc(file=sys.stderr)
-      _reply({'error': f'{type(e).__name__}: {e}'})
+
+  def setup(msg):
+    spec = msg['spec']
+    model, ds = build(spec['mode'], args, x, y)
+    start = time.perf_counter()
+    model.fit(ds.take(msg['warmup_steps']), epochs=1, verbose=0)
+    warm = time.perf_counter() - start
+    state[spec['name']] = {'model': model, 'ds': ds, 'mode': spec['mode'],
+                           'iterator': iter(ds.repeat()),
+                           'fn': model.make_train_function()}
+    return {'name': spec['name'], 'warmup_seconds': warm}
+
+  def chunk(msg):
+    s = state[msg['name']]
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(msg['steps']):
+      logs = s['fn'](s['iterator'])
+    float(next(iter(logs.values())))
+    return {'wall': time.perf_counter() - start, 'cpu': time.process_time() - cpu,
+            'steps': msg['steps']}
+
+  def epoch(msg):
+    s = state[msg['name']]
+    start, cpu = time.perf_counter(), time.process_time()
+    history = s['model'].fit(s['ds'], epochs=1, verbose=0)
+    return {'wall': time.perf_counter() - start, 'cpu': time.process_time() - cpu,
+            'logs': {k: round(float(v[-1]), 4) for k, v in history.history.items()}}
+
+  def macs(msg):
+    s = state[msg['name']]
+    return {'macs_per_example': step_macs(s['model'], s['mode'], args, x.shape[1])}
+
+  serve({'ready': True, 'tf_version': tf.__version__, 'examples': int(len(y)),
+         'onednn': os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')},
+        {'setup': setup, 'chunk': chunk, 'epoch': epoch, 'macs': macs})
 
 
 def main(argv=None) -> dict:

@@ -46,10 +46,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import numpy as np  # pylint: disable=g-import-not-at-top
+# The references' module is stdlib-only at import, so both venvs share these.
+from bench.nsl_reference import PROTOCOL, build_cnn, matmul_rates, serve  # pylint: disable=g-import-not-at-top
 
 BATCH_SIZE = 32
 HERE = os.path.dirname(os.path.abspath(__file__))
-PROTOCOL = '@@ '   # worker -> coordinator lines start with this; the rest is logging
 
 # Adversarial scenarios, as overrides of the pipeline config.
 MODES: Dict[str, Optional[Dict[str, object]]] = {
@@ -116,30 +117,6 @@ def cpu_line(info: dict) -> str:
 def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
   """Float32 rate of a large matmul here (fastest of single calls)."""
   return matmul_rates(size, repeats)['best']
-
-
-def matmul_rates(size: int = 1024, repeats: int = 8) -> dict:
-  """GFLOP/s of single size^2 float32 matmuls: of the fastest call ('best', what the
-  kernels reach when nothing else runs), of the median call, and per process
-  CPU-second over all calls."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  global _MATMUL
-  if '_MATMUL' not in globals() or _MATMUL[0] != size:
-    a = tf.random.uniform([size, size])
-    fn = tf.function(lambda m: tf.matmul(m, m))
-    fn(a).numpy()
-    _MATMUL = (size, a, fn)
-  _, a, fn = _MATMUL
-  flops = 2 * size ** 3
-  times = []
-  cpu = time.process_time()
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn(a).numpy()
-    times.append(time.perf_counter() - start)
-  cpu = time.process_time() - cpu
-  return {'wall': flops / float(np.median(times)) / 1e9, 'best': flops / min(times) / 1e9,
-          'cpu': flops * repeats / max(cpu, 1e-9) / 1e9}
 
 
 # --- data and the project's training (also used by bench/quality.py) -----------
@@ -240,7 +217,6 @@ def build_contender(spec: dict, x, y) -> Contender:
   pgd = config.adv.pgd_iterations
   if kind == 'keras':
     keras.utils.set_random_seed(config.train.seed)
-    from bench.nsl_reference import build_cnn  # pylint: disable=g-import-not-at-top
     model = build_cnn(keras, tf)
     model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -344,11 +320,6 @@ def check_equivalence(data_dir: str, mode: str, proto: dict, steps: int) -> dict
 
 # --- worker process ------------------------------------------------------------
 
-def _reply(obj) -> None:
-  sys.stdout.write(PROTOCOL + json.dumps(obj) + '\n')
-  sys.stdout.flush()
-
-
 def worker_main(data_dir: str, examples: Optional[int]) -> None:
   """Serves JSON commands from stdin: setup, warmup, chunk, epoch, macs, matmul."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -364,32 +335,19 @@ def worker_main(data_dir: str, examples: Optional[int]) -> None:
   if examples:
     x, y = x[:examples], y[:examples]
   contenders: Dict[str, Contender] = {}
-  _reply({'ready': True, 'tf_version': tf.__version__, 'examples': int(len(y)),
-          'onednn': os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')})
-  for line in sys.stdin:
-    msg = json.loads(line)
-    cmd = msg['cmd']
-    try:
-      if cmd == 'quit':
-        break
-      if cmd == 'setup':
-        c = build_contender(msg['spec'], x, y)
-        contenders[c.name] = c
-        _reply({'name': c.name, 'warmup_seconds': c.warm_up(msg['warmup_steps'])})
-      elif cmd == 'chunk':
-        _reply(contenders[msg['name']].chunk(msg['steps']))
-      elif cmd == 'epoch':
-        _reply(contenders[msg['name']].epoch())
-      elif cmd == 'macs':
-        _reply({'macs_per_example': contenders[msg['name']].macs_per_example()})
-      elif cmd == 'matmul':
-        _reply(matmul_rates(repeats=msg.get('repeats', 4)))
-      else:
-        _reply({'error': f'unknown command {cmd!r}'})
-    except Exception as e:  # pylint: disable=broad-except
-      import traceback  # pylint: disable=g-import-not-at-top
-      traceback.print_exc(file=sys.stderr)
-      _reply({'error': f'{type(e).__name__}: {e}'})
+
+  def setup(msg):
+    c = build_contender(msg['spec'], x, y)
+    contenders[c.name] = c
+    return {'name': c.name, 'warmup_seconds': c.warm_up(msg['warmup_steps'])}
+
+  serve({'ready': True, 'tf_version': tf.__version__, 'examples': int(len(y)),
+         'onednn': os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')},
+        {'setup': setup,
+         'chunk': lambda msg: contenders[msg['name']].chunk(msg['steps']),
+         'epoch': lambda msg: contenders[msg['name']].epoch(),
+         'macs': lambda msg: {'macs_per_example':
+                              contenders[msg['name']].macs_per_example()}})
 
 
 class Worker:
