@@ -65,6 +65,12 @@ def test_preset_round_trips_through_json_and_cli():
   assert c.train.selection_start_epoch == 2
   with pytest.raises(config_lib.ConfigError, match='selection_start_epoch=0'):
     c.replace(**{'train.selection_start_epoch': 0})
+  assert c.train.robust_eval_method == 'pgd'
+  c = flags.config_from_args(_parse(['--preset', 'robust', '--selection-attack', 'apgd-ce']))
+  assert c.train.robust_eval_method == 'apgd-ce'
+  assert config_lib.PipelineConfig.from_json(c.to_json()) == c
+  with pytest.raises(config_lib.ConfigError, match="robust_eval_method='fgsm'"):
+    c.replace(**{'train.robust_eval_method': 'fgsm'})
   with pytest.raises(SystemExit):
     _parse(['--preset', 'nope'])
 

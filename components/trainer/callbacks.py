@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from components.adversarial import apgd
 from components.adversarial import losses
 from components.adversarial import perturbation
 from components.config import AdvConfig, AttackConfig
@@ -152,18 +153,21 @@ class RobustModelSelection(keras.callbacks.Callback):
                    ROBUST_ACCURACY, self.best_value)
 
 
-def robust_eval_attack(adv: AdvConfig, steps: int) -> AttackConfig:
-  """The model-selection attack: PGD with a random start in the training epsilon
-  ball, step size epsilon / steps (AttackConfig's default)."""
+def robust_eval_attack(adv: AdvConfig, steps: int, method: str = 'pgd') -> AttackConfig:
+  """The model-selection attack in the training epsilon ball, from a random start:
+  PGD with step size epsilon / steps (AttackConfig's default), or APGD-CE with
+  ``steps`` iterations and its own step-size schedule."""
   return AttackConfig(name='robust_eval', norm=adv.adv_grad_norm, epsilon=adv.epsilon,
-                      steps=steps, random_start=True).validate()
+                      steps=steps, random_start=True, method=method).validate()
 
 
-class PgdAccuracy:
-  """metric(model) -> accuracy under a PGD attack on a fixed dataset.
+class HeldoutAccuracy:
+  """metric(model) -> (robust, clean) accuracy on a fixed dataset, under the
+  selection attack (method 'pgd' or 'apgd-ce').
 
   The attack's random start uses a fixed seed, so epochs are compared on the same
-  draw. The compiled attack is reused across epochs.
+  draw. The compiled attack is reused across epochs. An example counts as robust only
+  if it is classified correctly both clean and under attack.
   """
 
   def __init__(self, dataset: tf.data.Dataset, attack: AttackConfig, adv: AdvConfig,
@@ -188,8 +192,28 @@ class PgdAccuracy:
   def _compile(self, model: keras.Model):
     attack, adv = self._attack, self._adv
 
+    def correct(v, y):
+      pred = tf.argmax(model(v, training=False), axis=-1)
+      return tf.equal(pred, tf.cast(y, pred.dtype))
+
+    def count(mask):
+      return tf.reduce_sum(tf.cast(mask, tf.int64))
+
+    if attack.method == 'apgd-ce':
+      @tf.function
+      def correct_under_attack(x, y, seed):
+        x = tf.cast(x, tf.float32)
+        result = apgd.apgd(lambda v: model(v, training=False), x, y,
+                           epsilon=attack.epsilon, norm=attack.norm, steps=attack.steps,
+                           loss='ce', seed=seed, clip_min=adv.clip_value_min,
+                           clip_max=adv.clip_value_max)
+        clean = correct(x, y)
+        return (count(tf.logical_and(clean, tf.logical_not(result.flipped))),
+                count(clean), tf.size(y, out_type=tf.int64))
+      return correct_under_attack
+
     @tf.function(autograph=False)   # no tensor-dependent Python control flow
-    def correct_under_attack(x, y, seed):
+    def correct_under_attack(x, y, seed):  # pylint: disable=function-redefined
       x = tf.cast(x, tf.float32)
 
       def grad_fn(x_adv):
@@ -202,9 +226,6 @@ class PgdAccuracy:
           x, grad_fn, step_size=attack.effective_step_size, norm=attack.norm,
           iterations=attack.steps, epsilon=attack.epsilon, random_init=True,
           clip_min=adv.clip_value_min, clip_max=adv.clip_value_max, seed=seed)
-      def hits(v):
-        pred = tf.argmax(model(v, training=False), axis=-1)
-        return tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(y, pred.dtype)), tf.int64))
-      return hits(x_adv), hits(x), tf.size(y, out_type=tf.int64)
+      return count(correct(x_adv, y)), count(correct(x, y)), tf.size(y, out_type=tf.int64)
 
     return correct_under_attack

@@ -68,12 +68,20 @@ def test_robust_eval_attack_uses_the_training_epsilon_and_a_random_start():
   assert attack.effective_step_size == pytest.approx(0.03)
 
 
-def test_pgd_accuracy_is_one_for_a_robust_constant_model_and_drops_for_a_fragile_one():
+def test_robust_eval_attack_can_be_apgd_ce():
+  attack = callbacks.robust_eval_attack(AdvConfig(pgd_epsilon=0.3), 10, 'apgd-ce')
+  assert attack.method == 'apgd-ce' and attack.epsilon == 0.3 and attack.steps == 10
+
+
+@pytest.mark.parametrize('method', ['pgd', 'apgd-ce'])
+def test_heldout_accuracy_is_one_for_a_robust_constant_model_and_drops_for_a_fragile_one(
+    method):
   x = tf.fill([8, 4], 0.5)
   y = tf.zeros([8], tf.int64)
   ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
   adv = AdvConfig(pgd_epsilon=0.2, random_init=True)
-  metric = callbacks.PgdAccuracy(ds, callbacks.robust_eval_attack(adv, 3), adv, seed=0)
+  metric = callbacks.HeldoutAccuracy(ds, callbacks.robust_eval_attack(adv, 3, method), adv,
+                                     seed=0)
   constant = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, kernel_initializer='zeros',
                                bias_initializer=keras.initializers.Constant([1.0, 0.0]))])
   assert metric(constant) == (1.0, 1.0)
@@ -84,6 +92,29 @@ def test_pgd_accuracy_is_one_for_a_robust_constant_model_and_drops_for_a_fragile
       bias_initializer=keras.initializers.Constant([0.0, -10.001]))])
   assert float(tf.reduce_mean(tf.cast(tf.argmax(fragile(x), -1) == 0, tf.float32))) == 1.0
   assert metric(fragile) == (0.0, 1.0)   # (robust, clean)
+
+
+def test_heldout_apgd_ce_counts_a_misclassified_example_as_not_robust_and_is_seeded():
+  """Robust means correct clean *and* under attack; at a tiny epsilon APGD cannot flip
+  anything, so robust accuracy is the clean accuracy; the same seed gives the same
+  figures."""
+  x = tf.constant([[0.2, 0.5], [0.8, 0.5], [0.6, 0.5], [0.3, 0.5]])
+  y = tf.constant([0, 1, 0, 0], tf.int64)   # the third is misclassified clean
+  model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(
+      2, kernel_initializer=keras.initializers.Constant([[-10.0, 10.0], [0.0, 0.0]]),
+      bias_initializer=keras.initializers.Constant([5.0, -5.0]))])
+  ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
+  tiny = AdvConfig(pgd_epsilon=1e-4, random_init=True)
+  metric = callbacks.HeldoutAccuracy(ds, callbacks.robust_eval_attack(tiny, 5, 'apgd-ce'),
+                                     tiny, seed=3)
+  assert metric(model) == (0.75, 0.75)
+  # The boundary is the first pixel at 0.5; the correct examples lie 0.3, 0.3 and 0.2
+  # from it, so at eps 0.35 APGD flips them all.
+  wide = AdvConfig(pgd_epsilon=0.35, random_init=True)
+  metric = callbacks.HeldoutAccuracy(ds, callbacks.robust_eval_attack(wide, 5, 'apgd-ce'),
+                                     wide, seed=3)
+  first = metric(model)
+  assert first == (0.0, 0.75) and metric(model) == first
 
 
 @pytest.mark.parametrize('history,min_clean,expected', [

@@ -93,8 +93,9 @@ def make_callbacks(config: TrainerConfig, model_run_dir: str,
   Order matters: the selection adds robust_accuracy to the logs TensorBoard writes."""
   result = [callbacks_lib.StopOnNanLoss()]
   if holdout is not None:
-    attack = callbacks_lib.robust_eval_attack(config.adv, config.train.robust_eval_pgd_steps)
-    metric = callbacks_lib.PgdAccuracy(
+    attack = callbacks_lib.robust_eval_attack(config.adv, config.train.robust_eval_pgd_steps,
+                                              config.train.robust_eval_method)
+    metric = callbacks_lib.HeldoutAccuracy(
         data.evaluation_dataset(*holdout, batch_size=config.train.eval_batch_size),
         attack, config.adv, seed=config.train.seed)
     result.append(callbacks_lib.RobustModelSelection(
