@@ -166,8 +166,9 @@ class HeldoutAccuracy:
   selection attack (method 'pgd' or 'apgd-ce').
 
   The attack's random start uses a fixed seed, so epochs are compared on the same
-  draw. The compiled attack is reused across epochs. An example counts as robust only
-  if it is classified correctly both clean and under attack.
+  draw. The compiled attack is reused across epochs. Under PGD an example is robust if
+  its final neighbor is classified correctly (as the selection always measured it);
+  under APGD-CE, if it is correct clean and no iterate was misclassified.
   """
 
   def __init__(self, dataset: tf.data.Dataset, attack: AttackConfig, adv: AdvConfig,
