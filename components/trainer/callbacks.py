@@ -197,25 +197,13 @@ class HeldoutAccuracy:
       pred = tf.argmax(model(v, training=False), axis=-1)
       return tf.equal(pred, tf.cast(y, pred.dtype))
 
-    def count(mask):
-      return tf.reduce_sum(tf.cast(mask, tf.int64))
-
-    if attack.method == 'apgd-ce':
-      @tf.function
-      def correct_under_attack(x, y, seed):
-        x = tf.cast(x, tf.float32)
+    def robust(x, y, clean, seed):
+      if attack.method == 'apgd-ce':
         result = apgd.apgd(lambda v: model(v, training=False), x, y,
                            epsilon=attack.epsilon, norm=attack.norm, steps=attack.steps,
                            loss='ce', seed=seed, clip_min=adv.clip_value_min,
                            clip_max=adv.clip_value_max)
-        clean = correct(x, y)
-        return (count(tf.logical_and(clean, tf.logical_not(result.flipped))),
-                count(clean), tf.size(y, out_type=tf.int64))
-      return correct_under_attack
-
-    @tf.function(autograph=False)   # no tensor-dependent Python control flow
-    def correct_under_attack(x, y, seed):  # pylint: disable=function-redefined
-      x = tf.cast(x, tf.float32)
+        return tf.logical_and(clean, tf.logical_not(result.flipped))
 
       def grad_fn(x_adv):
         with tf.GradientTape() as tape:
@@ -227,6 +215,16 @@ class HeldoutAccuracy:
           x, grad_fn, step_size=attack.effective_step_size, norm=attack.norm,
           iterations=attack.steps, epsilon=attack.epsilon, random_init=True,
           clip_min=adv.clip_value_min, clip_max=adv.clip_value_max, seed=seed)
-      return count(correct(x_adv, y)), count(correct(x, y)), tf.size(y, out_type=tf.int64)
+      return correct(x_adv, y)
+
+    # autograph=False: no tensor-dependent Python control flow (APGD's loop is an
+    # explicit tf.while_loop); the method branch is taken once, at trace time.
+    @tf.function(autograph=False)
+    def correct_under_attack(x, y, seed):
+      x = tf.cast(x, tf.float32)
+      clean = correct(x, y)
+      count = lambda mask: tf.reduce_sum(tf.cast(mask, tf.int64))
+      return (count(robust(x, y, clean, seed)), count(clean),
+              tf.size(y, out_type=tf.int64))
 
     return correct_under_attack
