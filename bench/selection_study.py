@@ -80,6 +80,17 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
   return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def concordance(a: Sequence[float], b: Sequence[float]) -> Dict[str, int]:
+  """Pairs (i, j) ordered the same way by a and b (concordant), the opposite way
+  (discordant), or tied in either: Kendall's counts, which pool across seeds."""
+  counts = {'concordant': 0, 'discordant': 0, 'tied': 0}
+  for i in range(len(a)):
+    for j in range(i + 1, len(a)):
+      sign = np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
+      counts['concordant' if sign > 0 else 'discordant' if sign < 0 else 'tied'] += 1
+  return counts
+
+
 def checkpoint_classifier(config, path: str):
   """The classifier of one per-epoch checkpoint (ModelCheckpoint saves the whole
   adversarial wrapper's weights; the classifier is its ``base``)."""
@@ -190,7 +201,8 @@ def study_seed(config, eval_config, attack, seed: int, epochs: List[int], train_
 def summarize_seed(seed: int, rows: Dict[int, Dict], min_clean: float) -> Dict:
   """Per method: the chosen epoch, its gate-side figure, the regret against the best
   qualifying epoch (paired: images robust at the best but not at the chosen, and the
-  reverse) and the rank correlation over the epochs with gate-side figures."""
+  reverse) and the rank agreement (Spearman, Kendall's pair counts) over the epochs
+  with gate-side figures."""
   from components.trainer.callbacks import select_epoch  # pylint: disable=g-import-not-at-top
   epochs = sorted(rows)
   gated = [e for e in epochs if rows[e]['gate'] is not None]
@@ -200,9 +212,10 @@ def summarize_seed(seed: int, rows: Dict[int, Dict], min_clean: float) -> Dict:
     history = [(rows[e][method]['robust'], rows[e][method]['clean']) for e in epochs]
     index, qualified = select_epoch(history, min_clean)
     chosen = epochs[index]
+    held = [rows[e][method]['robust'] for e in gated]
+    gate = [rows[e]['gate']['robust'] for e in gated]
     entry = {'chosen_epoch': chosen, 'qualified': qualified,
-             'spearman': spearman([rows[e][method]['robust'] for e in gated],
-                                  [rows[e]['gate']['robust'] for e in gated])}
+             'spearman': spearman(held, gate), 'pairs': concordance(held, gate)}
     if rows[chosen]['gate'] is not None and best is not None:
       at_chosen = set(rows[chosen]['gate']['robust_images'])
       at_best = set(rows[best]['gate']['robust_images'])
@@ -291,7 +304,10 @@ def main(argv=None) -> Dict:
     print(f'{method}: chosen epochs {[c["chosen_epoch"] for c in chosen]}, gate side '
           f'{[None if g is None else round(100 * g, 1) for g in gates]}, regret '
           f'{[round(100 * c.get("regret", float("nan")), 1) for c in chosen]} points, '
-          f'Spearman {[round(c["spearman"], 2) for c in chosen]}')
+          f'Spearman {[round(c["spearman"], 2) for c in chosen]}, epoch pairs ordered as '
+          f'the gate orders them / the other way / tied: ' + '/'.join(
+              str(sum(c['pairs'][k] for c in chosen))
+              for k in ('concordant', 'discordant', 'tied')))
   for s in summaries:
     for method in METHODS:
       g = s['methods'][method].get('gate')
