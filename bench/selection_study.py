@@ -11,7 +11,7 @@ the best epoch, and the rank correlation between held-out and gate-side figures.
   MNIST_DIR=/path/to/mnist python bench/selection_study.py \
       --run runs/q1128/eps03-beta2 --preset robust-eps0.3 --seeds 0,1,2 \
       [--epochs 8-14] [--test-images 1000] [--suite apgd-ce,apgd-t] \
-      [--gate-epochs qualifying|chosen]
+      [--gate-epochs qualifying|chosen] [--verify pgd|apgd-ce]
 
 The gate side is the preset's AutoAttack at its epsilon on the first --test-images
 test images; by default without Square (--suite), which adds ~6 minutes a checkpoint
@@ -21,7 +21,11 @@ side is the Trainer's own HeldoutAccuracy on the Trainer's own held-out split (s
 seed, same split), for each method, so the PGD-10 figures must reproduce the run's
 selection.json: the script checks that. --gate-epochs chosen measures the gate side
 only on the epochs the methods choose: what switching the method changes, at a
-fraction of the cost (no rank correlation then). Each checkpoint's figures are written to
+fraction of the cost (no rank correlation then). --verify METHOD then runs the
+preset's whole gate (every attack of its EvalConfig, its thresholds) on the epoch
+METHOD chooses for each seed: what the run would have shipped under that method,
+since the selection method changes no weight (components/trainer/determinism_test.py).
+Each checkpoint's figures are written to
 --run/<preset>/seed-N/selection_study.json as they finish; a rerun reuses them.
 """
 import argparse
@@ -231,6 +235,32 @@ def summarize_seed(seed: int, rows: Dict[int, Dict], min_clean: float) -> Dict:
   return out
 
 
+def verify(config, seed: int, epoch: int, run_dir: str, test) -> Dict:
+  """The preset's whole gate (bench/quality.py's evaluate: every attack, thresholds)
+  on one checkpoint. When it holds the weights the run selected, quality.json's
+  result is that evaluation already (weights compared by sha256)."""
+  from bench.quality import evaluate, headline, limit_eval, weights_digest  # pylint: disable=g-import-not-at-top
+  trainer = config.trainer_config().replace(**{'train.seed': seed})
+  classifier = checkpoint_classifier(
+      trainer, os.path.join(run_dir, 'model', 'checkpoints', f'epoch-{epoch:03d}'))
+  digest = weights_digest(classifier)
+  done = os.path.join(run_dir, 'quality.json')
+  if os.path.exists(done):
+    with open(done) as f:
+      earlier = json.load(f)
+    if earlier.get('weights_sha256') == digest:
+      return {'epoch': epoch, 'reused': done, 'blessed': earlier['blessed'],
+              'failed_checks': earlier['failed_checks'],
+              'figures': {k: v['accuracy'] for k, v in earlier['figures'].items()}}
+  eval_config = limit_eval(config.eval, None, sweep=False)
+  start = time.perf_counter()
+  evaluated = evaluate(classifier, eval_config, *test, 'candidate', sanity=False)
+  return {'epoch': epoch, 'weights_sha256': digest, 'blessed': evaluated['blessed'],
+          'failed_checks': evaluated['failed'],
+          'figures': {k: v['accuracy'] for k, v in headline(eval_config, evaluated).items()},
+          'warnings': evaluated['warnings'], 'seconds': time.perf_counter() - start}
+
+
 def table(summaries: List[Dict], gate_name: str) -> str:
   lines = []
   for s in summaries:
@@ -262,6 +292,9 @@ def main(argv=None) -> Dict:
                       default='qualifying',
                       help='gate side on every epoch clearing the clean bound, or only '
                            'on the epochs a selection method chooses')
+  parser.add_argument('--verify', choices=METHODS, default=None,
+                      help="then run the preset's whole gate on the epoch this method "
+                           'chooses, per seed (~10 minutes a seed not already evaluated)')
   parser.add_argument('--data-dir', default=os.environ.get('MNIST_DIR'))
   args = parser.parse_args(argv)
   if not args.data_dir:
@@ -313,6 +346,15 @@ def main(argv=None) -> Dict:
       g = s['methods'][method].get('gate')
       if g is not None:
         s['methods'][method]['ci95'] = wilson(g, args.test_images)
+  for s in summaries if args.verify else ():
+    chosen = s['methods'][args.verify]['chosen_epoch']
+    s['verified'] = verify(config, s['seed'], chosen, os.path.join(run_root, f'seed-{s["seed"]}'),
+                           test)
+    v = s['verified']
+    print(f'verify {args.verify}: seed {s["seed"]} epoch {chosen}: blessed {v["blessed"]}'
+          + (f' (failed: {v["failed_checks"]})' if not v['blessed'] else '')
+          + (' [quality.json: same weights]' if 'reused' in v else '') + ', '
+          + ', '.join(f'{k} {100 * a:.2f}' for k, a in v['figures'].items()), flush=True)
   summary = {'preset': args.preset, 'run': args.run, 'date': started.isoformat(),
              'cpu': info, 'gate_side': gate_name, 'epochs': epochs, 'seeds': summaries}
   print(json.dumps(summary), flush=True)
