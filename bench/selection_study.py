@@ -144,8 +144,9 @@ def study_seed(config, eval_config, attack, seed: int, epochs: List[int], train_
   with open(os.path.join(run_dir, 'model', 'selection.json')) as f:
     recorded = {e['epoch']: e for e in json.load(f)['epochs']}
   path = os.path.join(run_dir, STUDY_FILE)
-  key = {'trainer_config': json.loads(config.to_json()),
-         'attack': dataclasses.asdict(attack)}
+  # Through JSON, as it is stored (tuples become lists), so a rerun's key compares equal.
+  key = json.loads(json.dumps({'trainer_config': json.loads(config.to_json()),
+                               'attack': dataclasses.asdict(attack)}))
   done = {}
   if os.path.exists(path):
     with open(path) as f:
