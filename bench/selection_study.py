@@ -35,7 +35,7 @@ import json
 import os
 import sys
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -131,10 +131,19 @@ def gate_figures(classifier, eval_config, attack, x, y) -> Dict:
           'seconds': time.perf_counter() - start}
 
 
+def choice(rows: Dict[int, Dict], epochs: List[int], method: str,
+           min_clean: float) -> Tuple[int, bool]:
+  """(epoch, qualified): what the Trainer's selection (callbacks.select_epoch) picks
+  from these epochs' held-out figures under ``method``."""
+  from components.trainer.callbacks import select_epoch  # pylint: disable=g-import-not-at-top
+  index, qualified = select_epoch(
+      [(rows[e][method]['robust'], rows[e][method]['clean']) for e in epochs], min_clean)
+  return epochs[index], qualified
+
+
 def study_seed(config, eval_config, attack, seed: int, epochs: List[int], train_split,
                test, run_dir: str, gate_epochs: str) -> Dict:
   from components.trainer import data  # pylint: disable=g-import-not-at-top
-  from components.trainer.callbacks import select_epoch  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   config = config.replace(**{'train.seed': seed})
   train = config.train
@@ -165,7 +174,7 @@ def study_seed(config, eval_config, attack, seed: int, epochs: List[int], train_
       raise SystemExit(f'error: {ckpt}.index: no checkpoint for epoch {epoch}')
     return checkpoint_classifier(config, ckpt)
 
-  for epoch in epochs:   # the held-out side: cheap (~20 s a checkpoint)
+  for epoch in epochs:   # the held-out side: 6-10 s a method and checkpoint
     if epoch in done:
       continue
     classifier = load(epoch)
@@ -187,8 +196,7 @@ def study_seed(config, eval_config, attack, seed: int, epochs: List[int], train_
   # The gate side: every epoch that competes (the clean bound), or only the epochs
   # some method chooses (what switching methods changes), ~4 minutes each.
   if gate_epochs == 'chosen':
-    wanted = {epochs[select_epoch([(done[e][m]['robust'], done[e][m]['clean'])
-                                   for e in epochs], train.selection_min_clean_accuracy)[0]]
+    wanted = {choice(done, epochs, m, train.selection_min_clean_accuracy)[0]
               for m in METHODS}
   else:
     wanted = {e for e in epochs if done[e]['qualifies']}
@@ -208,15 +216,12 @@ def summarize_seed(seed: int, rows: Dict[int, Dict], min_clean: float) -> Dict:
   qualifying epoch (paired: images robust at the best but not at the chosen, and the
   reverse) and the rank agreement (Spearman, Kendall's pair counts) over the epochs
   with gate-side figures."""
-  from components.trainer.callbacks import select_epoch  # pylint: disable=g-import-not-at-top
   epochs = sorted(rows)
   gated = [e for e in epochs if rows[e]['gate'] is not None]
   best = max(gated, key=lambda e: rows[e]['gate']['robust']) if gated else None
   out = {'seed': seed, 'best_epoch': best, 'methods': {}}
   for method in METHODS:
-    history = [(rows[e][method]['robust'], rows[e][method]['clean']) for e in epochs]
-    index, qualified = select_epoch(history, min_clean)
-    chosen = epochs[index]
+    chosen, qualified = choice(rows, epochs, method, min_clean)
     held = [rows[e][method]['robust'] for e in gated]
     gate = [rows[e]['gate']['robust'] for e in gated]
     entry = {'chosen_epoch': chosen, 'qualified': qualified,
