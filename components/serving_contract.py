@@ -16,3 +16,16 @@ PROBABILITIES = 'probabilities'
 NORMALIZED_LOGITS = 'normalized_logits'
 NORMALIZED_INPUT = features.IMAGE_XF_KEY
 LOGITS = 'logits'
+
+# The classifier split for the Square attack's incremental forward pass
+# (components/adversarial/local_forward.py); optional: without them attacks run the
+# full pass. float32 [N, h, w, 1] pixel patch -> float32 [N, h', w', C] features.
+LOCAL_FEATURES = 'local_features'
+PATCH_INPUT = 'image_patch'
+FEATURES = 'features'
+# float32 [N, F, F, C] features of whole images -> float32 logits.
+FEATURES_LOGITS = 'features_logits'
+# No input -> int32 scalars: pixels between features, pixels one feature reads.
+LOCAL_GEOMETRY = 'local_geometry'
+STRIDE = 'stride'
+RECEPTIVE_FIELD = 'receptive_field'

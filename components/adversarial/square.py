@@ -32,9 +32,11 @@ Randomness is stateless, folded per iteration, so a run is a pure function of th
 seed and the first k iterations of two runs with the same seed and the same window
 sides are identical.
 """
-from typing import Callable, NamedTuple, Sequence, Union
+from typing import Callable, List, NamedTuple, Optional, Sequence, Union
 
 import tensorflow as tf
+
+from components.adversarial import local_forward
 
 LogitsFn = Callable[[tf.Tensor], tf.Tensor]
 
@@ -100,6 +102,30 @@ def _window_side(p: tf.Tensor, height: int, width: int) -> tf.Tensor:
   return tf.clip_by_value(side, 1, min(height, width))
 
 
+def _local_branches(local: local_forward.LocalModel, height: int, width: int):
+  """(table, spans): table[side] indexes the branch a window of that side takes;
+  branch 0 is the full forward pass through the split model, branch k > 0 the
+  incremental one over spans[k] feature rows. A window that touches every feature
+  row takes the full pass."""
+  if height != width:
+    raise ValueError(f'the incremental forward pass needs square images; '
+                     f'image_shape has {height}x{width}')
+  side = local_forward.feature_side(height, local.stride,
+                                    local.receptive_field)
+  spans: List[int] = [0]
+  table = [0]
+  for window in range(1, height + 1):
+    span = local_forward.touched_features(window, height, local.stride,
+                                          local.receptive_field)
+    if span >= side:
+      table.append(0)
+      continue
+    if span not in spans:
+      spans.append(span)
+    table.append(spans.index(span))
+  return tf.constant(table, tf.int32), spans
+
+
 def square_attack(logits_fn: LogitsFn,
                   x: tf.Tensor,
                   y: tf.Tensor,
@@ -110,7 +136,8 @@ def square_attack(logits_fn: LogitsFn,
                   image_shape: Sequence[int] = (28, 28, 1),
                   seed: tf.Tensor,
                   clip_min: float = 0.0,
-                  clip_max: float = 1.0) -> SquareResult:
+                  clip_max: float = 1.0,
+                  local: Optional[local_forward.LocalModel] = None) -> SquareResult:
   """Untargeted L-infinity Square attack on a batch; returns a SquareResult.
 
   logits_fn maps float32 [batch, H*W*C] (flattened ``image_shape`` images) to
@@ -122,6 +149,12 @@ def square_attack(logits_fn: LogitsFn,
 
   Flipped examples are frozen, and the single while_loop ends when every example
   has flipped or the budget is spent. The result carries no gradient.
+
+  With ``local`` (the same classifier split where its features are local, see
+  local_forward.py), a query whose window is small recomputes only the features
+  under it and the head: the same search, ~3x fewer multiply-adds per query for the
+  Trainer's CNNs. Its margins equal logits_fn's up to float rounding, and the
+  returned margin and flipped mask are logits_fn's own at x_adv.
   """
   if not isinstance(queries, int) or queries < 1:
     raise ValueError(f'queries={queries!r}: must be a Python int >= 1')
@@ -156,6 +189,12 @@ def square_attack(logits_fn: LogitsFn,
   x_best = tf.where(clean_flipped[:, tf.newaxis], x, x_stripes)
   best_margin = tf.where(clean_flipped, clean_margin, stripes_margin)
   used = tf.where(clean_flipped, 0, 1)
+  if local is not None:
+    branch_of_side, spans = _local_branches(local, height, width)
+    _, best_features = local_forward.full_logits(
+        local, tf.reshape(x_best, [-1, height, width, channels]))
+  else:
+    best_features = tf.zeros([batch, 0])  # unused loop variable
 
   rows = tf.range(height)[tf.newaxis, :, tf.newaxis, tf.newaxis]
   cols = tf.range(width)[tf.newaxis, tf.newaxis, :, tf.newaxis]
@@ -163,11 +202,33 @@ def square_attack(logits_fn: LogitsFn,
   def active(margin):
     return margin >= 0  # not flipped (and a NaN margin is not worth more queries)
 
-  def cond(i, x_best, best_margin, used):
-    del x_best, used
+  def local_step(candidate, margin_old, live, best_features, row, col, side):
+    """(margin_new, better, best_features) of a query through the split model; the
+    branch (full pass or a static window span) follows the window side."""
+    proposed = tf.reshape(candidate, [-1, height, width, channels])
+
+    def full():
+      logits, new = local_forward.full_logits(local, proposed)
+      margin_new = margin_loss(logits, y)
+      better = (margin_new < margin_old) & live
+      return margin_new, better, tf.where(tf.reshape(better, [-1, 1, 1, 1]), new,
+                                          best_features)
+
+    def windowed(span):
+      query = local_forward.windowed_query(local, proposed, best_features, row, col,
+                                           span)
+      margin_new = margin_loss(query.logits, y)
+      better = (margin_new < margin_old) & live
+      return margin_new, better, local_forward.keep(best_features, query, better)
+
+    branches = [full] + [lambda span=span: windowed(span) for span in spans[1:]]
+    return tf.switch_case(tf.gather(branch_of_side, side), branches)
+
+  def cond(i, x_best, best_margin, used, best_features):
+    del x_best, used, best_features
     return tf.logical_and(i < queries - 1, tf.reduce_any(active(best_margin)))
 
-  def body(i, x_best, best_margin, used):
+  def body(i, x_best, best_margin, used, best_features):
     # Draws cover the whole batch, then are gathered, so an example's proposals do
     # not depend on which other examples have flipped.
     row_seed, col_seed, sign_seed = tf.unstack(tf.random.experimental.stateless_split(
@@ -179,17 +240,26 @@ def square_attack(logits_fn: LogitsFn,
                                       maxval=width - side + 1, dtype=tf.int32)
     sign = _random_sign([batch, 1, 1, channels], sign_seed)
 
-    index = tf.where(active(best_margin))  # [n_active, 1]
-    gather = lambda t: tf.gather_nd(t, index)
+    live = active(best_margin)
+    if local is None:
+      # Only the images still standing: the cost of a query shrinks as they flip.
+      index = tf.where(live)  # [n_active, 1]
+      gather = lambda t: tf.gather_nd(t, index)
+      scatter = lambda full, part: tf.tensor_scatter_nd_update(full, index, part)
+    else:
+      # The whole batch: on the robust models Square faces nearly every image stays
+      # standing, and gathering the cached features would copy them every query.
+      gather = lambda t: t
+      scatter = lambda full, part: part
     best = gather(x_best)
     best_img = tf.reshape(best, [-1, height, width, channels])
-    clean_img = tf.gather_nd(images, index)
-    row_a = gather(row)[:, tf.newaxis, tf.newaxis, tf.newaxis]
-    col_a = gather(col)[:, tf.newaxis, tf.newaxis, tf.newaxis]
+    clean_img = gather(images)
+    row_a, col_a = gather(row), gather(col)
     sign_a = gather(sign)
-    # Range comparisons keep the mask [n_active, H, W, 1] whatever the side.
-    in_window = ((rows >= row_a) & (rows < row_a + side) &
-                 (cols >= col_a) & (cols < col_a + side))
+    # Range comparisons keep the mask [n, H, W, 1] whatever the side.
+    r4 = row_a[:, tf.newaxis, tf.newaxis, tf.newaxis]
+    c4 = col_a[:, tf.newaxis, tf.newaxis, tf.newaxis]
+    in_window = (rows >= r4) & (rows < r4 + side) & (cols >= c4) & (cols < c4 + side)
     window = into_box(clean_img + sign_a * epsilon)
     no_change = tf.reduce_all(~in_window | tf.equal(window, best_img), axis=[1, 2, 3])
     sign_a = tf.where(no_change[:, tf.newaxis, tf.newaxis, tf.newaxis], -sign_a, sign_a)
@@ -197,16 +267,21 @@ def square_attack(logits_fn: LogitsFn,
     candidate = tf.reshape(tf.where(in_window, window, best_img), [-1, features])
 
     margin_old = gather(best_margin)
-    margin_new = margin_at(candidate, gather(y))
-    better = margin_new < margin_old
-    x_best = tf.tensor_scatter_nd_update(
-        x_best, index, tf.where(better[:, tf.newaxis], candidate, best))
-    best_margin = tf.tensor_scatter_nd_update(
-        best_margin, index, tf.where(better, margin_new, margin_old))
-    used = tf.tensor_scatter_nd_add(used, index, tf.ones_like(index[:, 0], tf.int32))
-    return i + 1, x_best, best_margin, used
+    if local is None:
+      margin_new = margin_at(candidate, gather(y))
+      better = margin_new < margin_old
+    else:
+      margin_new, better, best_features = local_step(
+          candidate, margin_old, live, best_features, row_a, col_a, side)
+    x_best = scatter(x_best, tf.where(better[:, tf.newaxis], candidate, best))
+    best_margin = scatter(best_margin, tf.where(better, margin_new, margin_old))
+    used = used + tf.cast(live, tf.int32)
+    return i + 1, x_best, best_margin, used, best_features
 
-  _, x_best, best_margin, used = tf.while_loop(
-      cond, body, (tf.constant(0), x_best, best_margin, used))
+  _, x_best, best_margin, used, _ = tf.while_loop(
+      cond, body, (tf.constant(0), x_best, best_margin, used, best_features))
+  if local is not None:
+    # The verdict is the model's own (logits_fn), not the split's rounding.
+    best_margin = margin_at(x_best, y)
   return SquareResult(x_adv=tf.stop_gradient(x_best), flipped=best_margin < 0,
                       margin=best_margin, queries=used)

@@ -9,6 +9,7 @@ import tf_keras as keras
 
 from components.adversarial import perturbation
 from components.adversarial import square
+from components.adversarial import testing
 
 SIDE, CLASSES, HIDDEN = 8, 5, 32
 SMALL = (SIDE, SIDE, 1)
@@ -391,3 +392,33 @@ def test_catches_gradient_masking_that_stops_pgd(synthetic):
   assert correct.mean() > 0.95
   assert pgd_flips <= 0.05 * correct.sum()
   assert square_flips >= 0.3 * correct.sum()
+
+
+@pytest.mark.parametrize('pooled', [False, True])
+def test_the_incremental_forward_pass_runs_the_same_search(pooled):
+  """Through a model's split, Square makes the same decisions as through its logits,
+  up to ties: a window change that ReLU or max-pooling hides leaves the margin equal,
+  and a one-ulp difference between a patch's and the whole map's convolution may
+  then keep the point in one run and not the other. So the runs agree on almost
+  every image, not on all, and the verdict is the model's own logits either way."""
+  model, logits_fn = testing.small_cnn(seed=4, pooled=pooled)
+  rng = np.random.default_rng(5)
+  x = rng.uniform(size=(48, testing.SIDE ** 2)).astype(np.float32)
+  y = np.argmax(logits_fn(x), axis=-1)   # every clean point correct
+  image_shape = (testing.SIDE, testing.SIDE, 1)
+  full, incremental = (
+      square.square_attack(logits_fn, x, y, epsilon=0.01, queries=300,
+                           image_shape=image_shape, seed=tf.constant([7, 8]), local=local)
+      for local in (None, model))
+  flips = [int(np.sum(r.flipped)) for r in (full, incremental)]
+  assert 10 <= flips[0] <= len(x) - 10
+  assert abs(flips[0] - flips[1]) <= 2
+  same = np.all(np.asarray(full.x_adv) == np.asarray(incremental.x_adv), axis=1)
+  assert np.sum(same) >= len(x) - 3
+  np.testing.assert_array_equal(np.asarray(full.queries)[same],
+                                np.asarray(incremental.queries)[same])
+  np.testing.assert_array_equal(full.flipped.numpy()[same],
+                                incremental.flipped.numpy()[same])
+  np.testing.assert_allclose(  # the verdict is logits_fn's, at the returned points
+      incremental.margin, square.margin_loss(logits_fn(incremental.x_adv), y), atol=0)
+  assert np.max(np.abs(incremental.x_adv - x)) <= 0.01 + 1e-6

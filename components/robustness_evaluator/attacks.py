@@ -23,12 +23,13 @@ numpy in, numpy out at the Attacker boundary; everything inside is TF.
 """
 import dataclasses
 import zlib
-from typing import Callable, Dict, Iterator, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from components.adversarial import apgd as apgd_lib
+from components.adversarial import local_forward
 from components.adversarial import perturbation
 from components.adversarial import square as square_lib
 from components.adversarial.losses import cross_entropy
@@ -42,8 +43,17 @@ PGD = 'pgd'
 APGD = 'apgd-ce'
 
 
+# Square trusts a model's split (local_forward.LocalModel) only if its logits match
+# logits_fn's this closely on the first batch it attacks: float rounding is ~1e-6.
+SPLIT_TOLERANCE = 1e-3
+
+
 class NonFiniteLogitsError(ValueError):
   """The model returned NaN or infinite logits; no accuracy computed from them holds."""
+
+
+class SplitMismatchError(ValueError):
+  """A model's exported split (local_features + features_logits) is not the model."""
 
 
 def attack_batch(logits_fn: LogitsFn, x: tf.Tensor, y: tf.Tensor, *,
@@ -128,7 +138,8 @@ class Attacker:
 
   def __init__(self, logits_fn: LogitsFn, *, batch_size: int, seed: int,
                clip_min: float = 0.0, clip_max: float = 1.0,
-               jit_compile: bool = False, name: str = 'model'):
+               jit_compile: bool = False, name: str = 'model',
+               local: Optional[local_forward.LocalModel] = None):
     if batch_size < 1:
       raise ValueError(f'batch_size={batch_size!r}: must be >= 1')
     self._logits_fn = logits_fn
@@ -139,10 +150,17 @@ class Attacker:
     self.name = name
     self._compiled_logits = tf.function(logits_fn, jit_compile=jit_compile)
     self._compiled_attacks: Dict[Tuple, Callable] = {}
+    self._local = local        # Square's incremental forward pass, if the model has one
+    self._local_checked = False
 
   @property
   def batch_size(self) -> int:
     return self._batch_size
+
+  @property
+  def square_forward_pass(self) -> str:
+    """'incremental' when Square recomputes only what its window changes, else 'full'."""
+    return 'full' if self._local is None else 'incremental'
 
   def _attack_fn(self, norm: str, steps: int, random_start: bool, restarts: int):
     key = (norm, steps, random_start, restarts)
@@ -258,14 +276,18 @@ class Attacker:
   def square(self, x: np.ndarray, y: np.ndarray, attack: AttackConfig,
              *, image_shape: Tuple[int, int, int], salt: int = 0
              ) -> Tuple[np.ndarray, np.ndarray]:
-    """(x_adv, flipped) of the Square attack with ``attack.queries`` queries."""
+    """(x_adv, flipped) of the Square attack with ``attack.queries`` queries, through
+    the model's incremental forward pass when it has one (checked first)."""
     clip_min, clip_max = self._clip
     queries = attack.queries
+    if self._local is not None and not self._local_checked and len(x):
+      self._check_split(x[:self._batch_size], image_shape)
+    local = self._local
 
     def run(x, y, epsilon, seed):
       r = square_lib.square_attack(self._logits_fn, x, y, epsilon=epsilon,
                                    queries=queries, image_shape=image_shape, seed=seed,
-                                   clip_min=clip_min, clip_max=clip_max)
+                                   clip_min=clip_min, clip_max=clip_max, local=local)
       return r.x_adv, r.flipped
     fn = self._dynamic(('square', queries, tuple(image_shape), x.shape[1:]), run,
                        self._signature(x, tf.float32))
@@ -278,6 +300,18 @@ class Attacker:
       return x.copy(), np.zeros(0, bool)
     return (np.concatenate([o[0].numpy() for o in outs]),
             np.concatenate([o[1].numpy() for o in outs]))
+
+
+  def _check_split(self, x: np.ndarray, image_shape: Tuple[int, int, int]) -> None:
+    images = tf.constant(x.reshape((-1,) + tuple(image_shape)), tf.float32)
+    gap = float(local_forward.max_disagreement(self._local, self._logits_fn, images))
+    if not gap <= SPLIT_TOLERANCE:
+      raise SplitMismatchError(
+          f'{self.name}: its exported split (local_features + features_logits) gives '
+          f'logits up to {gap:.3g} away from normalized_logits on clean images '
+          f'(tolerance {SPLIT_TOLERANCE}); the export is broken, so no Square figure '
+          'computed through it would hold')
+    self._local_checked = True
 
 
 def predictions(logits: np.ndarray) -> np.ndarray:

@@ -95,6 +95,8 @@ def _suite(attacker, x, y, attack, members, clean_logits) -> Outcome:
   details = {'members': list(members), 'robust_accuracy_after': robust_after,
              'flipped_by_member': flips, 'member_seconds': seconds,
              'recheck_disagreements': disagree,
+             **({'square_forward_pass': attacker.square_forward_pass}
+                if 'square' in members else {}),
              'flipped_by_codes': 'robust=-1, clean=0, ' + ', '.join(
                  f'{m}={k}' for k, m in enumerate(members, start=1))}
   return Outcome(x_adv, logits, flipped_by, members, details)

@@ -18,6 +18,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components import serving_contract as contract
+from components.adversarial import local_forward
 from components.config import AttackConfig, EvalConfig
 from components.robustness_evaluator import attacks as attacks_lib
 from components.robustness_evaluator import autoattack
@@ -63,6 +64,7 @@ class LoadedModel:
   artifact_id: int
   logits_fn: Callable[[tf.Tensor], tf.Tensor]
   saved_model: Any  # kept referenced: the signature needs the loaded variables
+  local: Optional[local_forward.LocalModel] = None  # Square's incremental pass
 
 
 def load_model(artifact: types.Artifact, role: str) -> LoadedModel:
@@ -89,7 +91,22 @@ def load_model(artifact: types.Artifact, role: str) -> LoadedModel:
   def logits_fn(x):
     return signature(**{contract.NORMALIZED_INPUT: x})[contract.LOGITS]
   return LoadedModel(role=role, uri=artifact.uri, artifact_id=artifact.id,
-                     logits_fn=logits_fn, saved_model=loaded)
+                     logits_fn=logits_fn, saved_model=loaded, local=_local_model(loaded))
+
+
+def _local_model(loaded) -> Optional[local_forward.LocalModel]:
+  """The model's split for Square's incremental forward pass, or None if it was
+  exported without one (older models): Square then runs the full pass."""
+  names = (contract.LOCAL_FEATURES, contract.FEATURES_LOGITS, contract.LOCAL_GEOMETRY)
+  if not all(name in loaded.signatures for name in names):
+    return None
+  local_sig, head_sig, geometry_sig = (loaded.signatures[name] for name in names)
+  geometry = geometry_sig()
+  return local_forward.LocalModel(
+      features_fn=lambda p: local_sig(**{contract.PATCH_INPUT: p})[contract.FEATURES],
+      head_fn=lambda f: head_sig(**{contract.FEATURES: f})[contract.LOGITS],
+      stride=int(geometry[contract.STRIDE]),
+      receptive_field=int(geometry[contract.RECEPTIVE_FIELD]))
 
 
 # ---------------------------------------------------------------- evaluation

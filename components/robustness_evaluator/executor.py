@@ -141,7 +141,7 @@ class Executor(base_executor.BaseExecutor):
                                   role)
     attackers = {role: attacks_lib.Attacker(
         m.logits_fn, batch_size=config.batch_size, seed=config.seed,
-        jit_compile=JIT_COMPILE, name=f'{role} model {m.uri}')
+        jit_compile=JIT_COMPILE, name=f'{role} model {m.uri}', local=m.local)
                  for role, m in models.items()}
 
     fingerprint = evaluation_lib.data_fingerprint(x, y)

@@ -11,6 +11,8 @@ import tensorflow as tf
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
+from components import serving_contract as contract
+from components.adversarial import testing as attack_testing
 from components.robustness_evaluator import attacks
 from components.robustness_evaluator import evaluation as evaluation_lib
 from components.robustness_evaluator import executor as executor_lib
@@ -56,6 +58,46 @@ def _model(root, name, artifact_id, w, b, signature='normalized_logits'):
   return model
 
 
+class _SplitCnn(tf.Module):
+  """A small CNN with the split signatures the Trainer exports (local_split.py);
+  ``head_seed`` other than ``seed`` gives a split that is not the model."""
+
+  def __init__(self, seed, head_seed):
+    super().__init__()
+    self._local, self._logits = attack_testing.small_cnn(seed, pooled=True)
+    self._head = attack_testing.small_cnn(head_seed, pooled=True)[0].head_fn
+
+  @tf.function(input_signature=[tf.TensorSpec([None, PIXELS], tf.float32)])
+  def normalized_logits(self, image_xf):
+    return {contract.LOGITS: self._logits(image_xf)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)])
+  def local_features(self, image_patch):
+    return {contract.FEATURES: self._local.features_fn(image_patch)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 5, 5, 6], tf.float32)])
+  def features_logits(self, features):
+    return {contract.LOGITS: self._head(features)}
+
+  @tf.function(input_signature=[])
+  def local_geometry(self):
+    return {contract.STRIDE: tf.constant(self._local.stride),
+            contract.RECEPTIVE_FIELD: tf.constant(self._local.receptive_field)}
+
+
+def _cnn_model(root, name, artifact_id, head_seed=0, split=True):
+  model = standard_artifacts.Model()
+  model.uri = os.path.join(root, name)
+  model.id = artifact_id
+  module = _SplitCnn(0, head_seed)
+  names = ((contract.NORMALIZED_LOGITS, contract.LOCAL_FEATURES,
+            contract.FEATURES_LOGITS, contract.LOCAL_GEOMETRY) if split
+           else (contract.NORMALIZED_LOGITS,))
+  tf.saved_model.save(module, os.path.join(model.uri, 'Format-Serving'),
+                      signatures={n: getattr(module, n) for n in names})
+  return model
+
+
 def _examples(root, name, x, y):
   examples = standard_artifacts.Examples()
   examples.uri = os.path.join(root, name)
@@ -91,7 +133,13 @@ def world(tmp_path_factory):
       baseline=_model(root, 'baseline', 13, w * 2.0, zeros),
       biased=_model(root, 'biased', 16, w, np.eye(CLASSES, dtype=np.float32)[0] * 2),
       nan=_model(root, 'nan', 14, w, np.full(CLASSES, np.nan, np.float32)),
-      unsigned=_model(root, 'unsigned', 15, w, zeros, signature='serving_default'))
+      unsigned=_model(root, 'unsigned', 15, w, zeros, signature='serving_default'),
+      cnn=_cnn_model(root, 'cnn', 17),
+      # labelled by the CNN itself, so every clean image is correct
+      cnn_examples=_examples(root, 'cnn_examples', x, np.argmax(
+          attack_testing.small_cnn(0)[1](x), axis=-1)),
+      cnn_unsplit=_cnn_model(root, 'cnn_unsplit', 18, split=False),
+      cnn_bad_split=_cnn_model(root, 'cnn_bad_split', 19, head_seed=1))
 
 
 def _hashes(*dirs):
@@ -367,3 +415,30 @@ def test_same_attack_key_ignores_name_and_sample_size_only():
   assert key(apgd) != key(dataclasses.replace(apgd, method='pgd'))
   assert key(dataclasses.replace(apgd, method='apgd-t')) is None
   assert key(dataclasses.replace(apgd, method='autoattack')) is None
+
+
+def test_square_runs_through_the_split_when_the_model_has_one(world, tmp_path):
+  """The same suite through the split and through the logits alone: the same worst
+  case, and the report says which forward pass Square used. A split that is not the
+  model fails the evaluation before any Square figure exists."""
+  suite = AttackConfig('autoattack', method='autoattack', epsilon=0.01, steps=3,
+                       targets=1, queries=200, sample_size=32, suite=('square',))
+  config = dataclasses.replace(
+      _config(min_clean_accuracy=0.0), attacks=(suite,), epsilon_sweep=(),
+      thresholds=Thresholds(min_clean_accuracy=0.0, max_drop=None, min_eval_examples=1,
+                            min_attack_accuracy={'autoattack': 0.0}))
+  reports = {}
+  for name in ('cnn', 'cnn_unsplit'):
+    evaluation, _ = _run(world, tmp_path / name, config, model=world[name],
+                         examples=world['cnn_examples'])
+    with open(os.path.join(evaluation.uri, spec.METRICS_FILE)) as f:
+      reports[name] = json.load(f)['models']['candidate']['attacks']['autoattack']
+  assert reports['cnn']['square_forward_pass'] == 'incremental'
+  assert reports['cnn']['flipped_by_member']['square'] > 0   # Square had work to do
+  assert reports['cnn_unsplit']['square_forward_pass'] == 'full'
+  assert reports['cnn']['accuracy'] == pytest.approx(reports['cnn_unsplit']['accuracy'],
+                                                     abs=1 / 32)
+  with pytest.raises(attacks.SplitMismatchError, match='exported split'):
+    _run(world, tmp_path / 'bad', config, model=world['cnn_bad_split'],
+         examples=world['cnn_examples'])
+  assert os.listdir(tmp_path / 'bad' / 'blessing') == []

@@ -22,10 +22,11 @@ def exported(tmp_path_factory):
   return fixture, model, tf.saved_model.load(export_dir)
 
 
-def test_has_the_three_signatures(exported):
+def test_has_the_serving_and_split_signatures(exported):
   _, _, loaded = exported
-  assert set(loaded.signatures) == {contract.SERVING_DEFAULT, contract.SERVING_IMAGES,
-                                    contract.NORMALIZED_LOGITS}
+  assert set(loaded.signatures) == {
+      contract.SERVING_DEFAULT, contract.SERVING_IMAGES, contract.NORMALIZED_LOGITS,
+      contract.LOCAL_FEATURES, contract.FEATURES_LOGITS, contract.LOCAL_GEOMETRY}
   outputs = loaded.signatures[contract.NORMALIZED_LOGITS].structured_outputs
   assert outputs[contract.LOGITS].dtype == tf.float32
   assert outputs[contract.LOGITS].shape.as_list() == [None, 10]
@@ -59,3 +60,18 @@ def test_normalized_logits_are_differentiable_with_the_model_gradient(exported):
     grads.append(tape.gradient(loss, x))
   assert grads[0] is not None and float(tf.reduce_max(tf.abs(grads[0]))) > 0
   np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_the_split_signatures_compose_to_the_logits(exported):
+  fixture, _, loaded = exported
+  geometry = loaded.signatures[contract.LOCAL_GEOMETRY]()
+  assert (int(geometry[contract.STRIDE]), int(geometry[contract.RECEPTIVE_FIELD])) == (2, 8)
+  images = tf.constant(fixture.eval_images[:4].reshape(4, 28, 28, 1) / 255.0, tf.float32)
+  features_map = loaded.signatures[contract.LOCAL_FEATURES](
+      image_patch=images)[contract.FEATURES]
+  assert features_map.shape == (4, 11, 11, 8)
+  logits = loaded.signatures[contract.FEATURES_LOGITS](
+      features=features_map)[contract.LOGITS]
+  expected = loaded.signatures[contract.NORMALIZED_LOGITS](
+      image_xf=tf.reshape(images, [4, -1]))[contract.LOGITS]
+  np.testing.assert_allclose(logits, expected, atol=1e-5)
