@@ -70,6 +70,8 @@ from components import serving_contract as contract  # pylint: disable=g-import-
 from components.robustness_evaluator import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.robustness_evaluator import executor  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.trainer import data as train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
+from components.trainer import export as export_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from components.trainer.model import build_cnn  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.trainer import training  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.transform import features  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.config import (AttackConfig, EvalConfig, ModelConfig,  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -144,13 +146,14 @@ class _Export(tf.Module):
 
 
 def export(model: keras.Model, root: str) -> standard_artifacts.Model:
-  """Saves like the Trainer's normalized_logits signature (Format-Serving, custom
-  gradients kept) and returns a Model artifact for it."""
+  """Saves like the Trainer's normalized_logits and split signatures (Format-Serving,
+  custom gradients kept) and returns a Model artifact for it."""
   artifact = standard_artifacts.Model()
   artifact.uri = root
   module = _Export(model)
   tf.saved_model.save(module, os.path.join(root, 'Format-Serving'),
-                      signatures={contract.NORMALIZED_LOGITS: module.normalized_logits},
+                      signatures={contract.NORMALIZED_LOGITS: module.normalized_logits,
+                                  **export_lib.split_signatures(model)},
                       options=tf.saved_model.SaveOptions(
                           experimental_custom_gradients=True))
   return artifact
@@ -189,7 +192,7 @@ def load_saved_model(path: str):
 
   def logits_fn(x):
     return signature(**{contract.NORMALIZED_INPUT: x})[contract.LOGITS]
-  return logits_fn, loaded
+  return logits_fn, loaded, evaluation.local_model(loaded)
 
 
 # ------------------------------------------------------------------ timing
@@ -358,6 +361,16 @@ def main():
                  'version (serving/mnist_adv/<version>), a dir of numbered versions '
                  '(newest taken) or a Trainer output dir holding Format-Serving/; '
                  'default: train the reference CNN adversarially here')
+  p.add_argument('--weights', help='TF checkpoint prefix of a classifier (quality.py\'s '
+                 'seed-N/model/classifier) to evaluate instead of training one')
+  p.add_argument('--preset', default='robust',
+                 help='whose ModelConfig --weights belong to (default robust)')
+  p.add_argument('--full-square', action='store_true',
+                 help="run Square through the model's full forward pass even when the "
+                      'model has a split (the incremental pass is the default)')
+  p.add_argument('--sequential-batches', action='store_true',
+                 help='run APGD and Square batches one after the other (before '
+                      'attacks.CONCURRENT_BATCHES; for a same-machine comparison)')
   p.add_argument('--export-dir', help='keep the trained model here (a Model artifact '
                  'dir for a later --model-dir); default: a temp dir')
   p.add_argument('--train-mode', choices=TRAIN_MODES, default='robust',
@@ -420,22 +433,38 @@ def main():
   with tempfile.TemporaryDirectory() as root:
     keras_model = None
     if model_dir:
-      logits_fn, _keep = load_saved_model(model_dir)
+      logits_fn, _keep, local = load_saved_model(model_dir)
       result['model'] = f'SavedModel {os.path.abspath(model_dir)}'
     else:
-      (keras_model, description), result['train_seconds'] = timed(
-          train_reference, args.data_dir, args.train_mode, args.train_epochs,
-          args.train_examples)
+      if args.weights:
+        from bench.quality import build_config  # pylint: disable=g-import-not-at-top
+        keras_model = build_cnn(build_config(args.preset, None, {}).model)
+        keras_model.load_weights(args.weights).expect_partial()
+        description, result['train_seconds'] = (
+            f'{args.preset} CNN, weights {os.path.abspath(args.weights)}', 0.0)
+      else:
+        (keras_model, description), result['train_seconds'] = timed(
+            train_reference, args.data_dir, args.train_mode, args.train_epochs,
+            args.train_examples)
       artifact = export(keras_model, args.export_dir or root)
       loaded = evaluation.load_model(artifact, 'bench')   # as the Evaluator loads it
-      logits_fn = loaded.logits_fn
+      logits_fn, local = loaded.logits_fn, loaded.local
       result['model'] = description + (
           f'; exported to {os.path.abspath(args.export_dir)}' if args.export_dir else '')
     print(f'model: {result["model"]}', flush=True)
 
+    if args.sequential_batches:
+      attacks.CONCURRENT_BATCHES = 1
+    result['concurrent_batches'] = attacks.CONCURRENT_BATCHES
     counter = None if args.no_count_passes else attack_cost.PassCounter(logits_fn)
     attacker = attacks.Attacker(counter or logits_fn, batch_size=args.batch_size,
-                                seed=config.seed, jit_compile=executor.JIT_COMPILE)
+                                seed=config.seed, jit_compile=executor.JIT_COMPILE,
+                                local=None if args.full_square else local)
+    result['square_forward_pass'] = attacker.square_forward_pass
+    if attacker.square_forward_pass == 'incremental':
+      print("Square runs through the model's split (incremental forward pass): its "
+            "queries are not in 'passes run' below, and the upper bound counts each as "
+            'a full forward pass', flush=True)
     result['matmul_gflops_before'] = matmul()
     print(f'2048^2 float32 matmul: {result["matmul_gflops_before"]["wall"]:.1f} GFLOP/s '
           f'wall ({result["matmul_gflops_before"]["cpu"]:.1f} per CPU-second)',

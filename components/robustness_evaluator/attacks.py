@@ -21,6 +21,7 @@ suite (autoattack.py) hands them only the images still robust.
 
 numpy in, numpy out at the Attacker boundary; everything inside is TF.
 """
+import concurrent.futures
 import dataclasses
 import zlib
 from typing import Callable, Dict, Iterator, Optional, Tuple
@@ -42,6 +43,12 @@ FGSM = 'fgsm'
 PGD = 'pgd'
 APGD = 'apgd-ce'
 
+
+# APGD and Square batches run this many at a time, each in its own thread. The ops of
+# one batch keep ~1.5 of 2 cores busy (the elementwise ones run on one thread); two
+# at once filled them: APGD-T on 2 x 460 images took 22.8 s against 26.4 s one after
+# the other, with bit-identical results (2026-11-26, AMD EPYC, 2 cores).
+CONCURRENT_BATCHES = 2
 
 # Square trusts a model's split (local_forward.LocalModel) only if its logits match
 # logits_fn's this closely on the first batch it attacks: float rounding is ~1e-6.
@@ -256,11 +263,12 @@ class Attacker:
     for restart in range(attack.restarts):
       seed_salt = zlib.crc32(
           f'{attack_salt(attack)}/{salt}/{restart}'.encode()) & 0x7FFFFFFF
-      outs = [fn(tf.constant(x[s]), tf.constant(y[s].astype(np.int64)),
-                 tf.constant(attack.epsilon, tf.float32),
-                 tf.constant(target_rank, tf.int32),
-                 tf.cast(batch_seed(self._seed, seed_salt, i), tf.int64))
-              for i, s in enumerate(even_slices(len(x), self._batch_size))]
+      outs = _per_batch(
+          lambda i, s: fn(tf.constant(x[s]), tf.constant(y[s].astype(np.int64)),
+                          tf.constant(attack.epsilon, tf.float32),
+                          tf.constant(target_rank, tf.int32),
+                          tf.cast(batch_seed(self._seed, seed_salt, i), tf.int64)),
+          even_slices(len(x), self._batch_size))
       if not outs:
         return x.copy(), np.zeros(0, bool)
       result = apgd_lib.ApgdResult(*(np.concatenate([o[k].numpy() for o in outs])
@@ -292,10 +300,11 @@ class Attacker:
     fn = self._dynamic(('square', queries, tuple(image_shape), x.shape[1:]), run,
                        self._signature(x, tf.float32))
     seed_salt = zlib.crc32(f'{attack_salt(attack)}/square/{salt}'.encode()) & 0x7FFFFFFF
-    outs = [fn(tf.constant(x[s]), tf.constant(y[s].astype(np.int64)),
-               tf.constant(attack.epsilon, tf.float32),
-               tf.cast(batch_seed(self._seed, seed_salt, i), tf.int64))
-            for i, s in enumerate(even_slices(len(x), self._batch_size))]
+    outs = _per_batch(
+        lambda i, s: fn(tf.constant(x[s]), tf.constant(y[s].astype(np.int64)),
+                        tf.constant(attack.epsilon, tf.float32),
+                        tf.cast(batch_seed(self._seed, seed_salt, i), tf.int64)),
+        even_slices(len(x), self._batch_size))
     if not outs:
       return x.copy(), np.zeros(0, bool)
     return (np.concatenate([o[0].numpy() for o in outs]),
@@ -312,6 +321,17 @@ class Attacker:
           f'(tolerance {SPLIT_TOLERANCE}); the export is broken, so no Square figure '
           'computed through it would hold')
     self._local_checked = True
+
+
+def _per_batch(call: Callable[[int, slice], Tuple], slices: Iterator[slice]) -> list:
+  """[call(i, slice_i) for each batch], CONCURRENT_BATCHES at a time, in order. Every
+  batch keeps its own index (so its own seed) and shape, so the results are those
+  of running the batches one after the other."""
+  slices = list(slices)
+  if len(slices) < 2:
+    return [call(i, s) for i, s in enumerate(slices)]
+  with concurrent.futures.ThreadPoolExecutor(CONCURRENT_BATCHES) as pool:
+    return list(pool.map(lambda item: call(*item), enumerate(slices)))
 
 
 def predictions(logits: np.ndarray) -> np.ndarray:

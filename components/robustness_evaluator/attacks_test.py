@@ -182,3 +182,20 @@ def test_sweep_uses_the_pgd_attack_settings_at_each_epsilon():
                          thresholds=dataclasses.replace(
                              config.thresholds, min_attack_accuracy={}))
   assert list(attacks.sweep_attacks(only_fgsm)) == [attacks.FGSM]
+
+
+def test_concurrent_batches_give_the_results_of_sequential_ones(problem, monkeypatch):
+  """APGD and Square run CONCURRENT_BATCHES batches at a time; each keeps its index,
+  seed and shape, so the results are those of one batch after the other."""
+  x, y, w, b = problem
+  apgd = AttackConfig('apgd', method='apgd-ce', epsilon=0.1, steps=10, restarts=2)
+  square = AttackConfig('sq', method='square', epsilon=0.1, queries=50)
+  runs = []
+  for workers in (2, 1):
+    monkeypatch.setattr(attacks, 'CONCURRENT_BATCHES', workers)
+    attacker = attacks.Attacker(logits_fn_of(w, b), batch_size=30, seed=3)  # 4 batches
+    runs.append((attacker.apgd(x, y, apgd, loss='ce'),
+                 attacker.square(x, y, square, image_shape=(8, 8, 1))))
+  for concurrent, sequential in zip(*runs):
+    for a, b_ in zip(concurrent, sequential):
+      np.testing.assert_array_equal(a, b_)

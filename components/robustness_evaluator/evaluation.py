@@ -91,10 +91,10 @@ def load_model(artifact: types.Artifact, role: str) -> LoadedModel:
   def logits_fn(x):
     return signature(**{contract.NORMALIZED_INPUT: x})[contract.LOGITS]
   return LoadedModel(role=role, uri=artifact.uri, artifact_id=artifact.id,
-                     logits_fn=logits_fn, saved_model=loaded, local=_local_model(loaded))
+                     logits_fn=logits_fn, saved_model=loaded, local=local_model(loaded))
 
 
-def _local_model(loaded) -> Optional[local_forward.LocalModel]:
+def local_model(loaded) -> Optional[local_forward.LocalModel]:
   """The model's split for Square's incremental forward pass, or None if it was
   exported without one (older models): Square then runs the full pass."""
   names = (contract.LOCAL_FEATURES, contract.FEATURES_LOGITS, contract.LOCAL_GEOMETRY)

@@ -30,7 +30,7 @@ def export_serving_model(classifier: keras.Model,
                          export_dir: str) -> None:
   """Saves ``classifier`` (normalized pixels -> logits) with its signatures."""
   # Split first: the Transform layer attached below joins classifier.layers.
-  split_signatures = _split_signatures(classifier)
+  split_signatures = split_signatures(classifier)
   # Attached to the model so the SavedModel tracks the Transform graph's assets.
   classifier.tft_layer = transform_output.transform_features_layer()
   raw_spec = dict(transform_output.raw_feature_spec())
@@ -72,8 +72,9 @@ def export_serving_model(classifier: keras.Model,
                   options=tf.saved_model.SaveOptions(experimental_custom_gradients=True))
 
 
-def _split_signatures(classifier: keras.Model) -> dict:
-  """The split's three signatures, or none for a model local_split cannot split."""
+def split_signatures(classifier: keras.Model) -> dict:
+  """The split's three signatures (name -> concrete function), or none for a model
+  local_split cannot split. Call it before attaching non-model layers."""
   split = local_split.split_classifier(classifier)
   if split is None:
     return {}
