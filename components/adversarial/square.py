@@ -152,9 +152,11 @@ def square_attack(logits_fn: LogitsFn,
 
   With ``local`` (the same classifier split where its features are local, see
   local_forward.py), a query whose window is small recomputes only the features
-  under it and the head: the same search, ~3x fewer multiply-adds per query for the
-  Trainer's CNNs. Its margins equal logits_fn's up to float rounding, and the
-  returned margin and flipped mask are logits_fn's own at x_adv.
+  under it and the head: the same search, with 2.5x fewer multiply-adds per query
+  for the robust preset's CNN once the window is 1-3 pixels (1.4-1.5x faster per
+  query measured, bench/README.md). Its margins equal logits_fn's up to float
+  rounding (ties may then go the other way), and the returned margin and flipped
+  mask are logits_fn's own at x_adv.
   """
   if not isinstance(queries, int) or queries < 1:
     raise ValueError(f'queries={queries!r}: must be a Python int >= 1')
