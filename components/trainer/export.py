@@ -30,7 +30,7 @@ def export_serving_model(classifier: keras.Model,
                          export_dir: str) -> None:
   """Saves ``classifier`` (normalized pixels -> logits) with its signatures."""
   # Split first: the Transform layer attached below joins classifier.layers.
-  split_signatures = split_signatures(classifier)
+  split = split_signatures(classifier)
   # Attached to the model so the SavedModel tracks the Transform graph's assets.
   classifier.tft_layer = transform_output.transform_features_layer()
   raw_spec = dict(transform_output.raw_feature_spec())
@@ -66,7 +66,7 @@ def export_serving_model(classifier: keras.Model,
       SERVING_DEFAULT: serve_examples.get_concrete_function(),
       SERVING_IMAGES: serve_images.get_concrete_function(),
       NORMALIZED_LOGITS: normalized_logits.get_concrete_function(),
-      **split_signatures,
+      **split,
   }
   classifier.save(export_dir, save_format='tf', signatures=signatures,
                   options=tf.saved_model.SaveOptions(experimental_custom_gradients=True))
