@@ -53,7 +53,6 @@ def main(argv=None) -> dict:
   parser.add_argument('--iterations', type=int, default=100)
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--epsilon', type=float, default=0.3)
-
   parser.add_argument('--data-dir', default=os.environ.get('MNIST_DIR'))
   args = parser.parse_args(argv)
   if not args.data_dir:
@@ -66,7 +65,6 @@ def main(argv=None) -> dict:
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from attack_cost import cnn_forward_macs  # pylint: disable=g-import-not-at-top
-  from components.adversarial import local_forward  # pylint: disable=g-import-not-at-top
   from components.adversarial import square  # pylint: disable=g-import-not-at-top
   from components.trainer import local_split  # pylint: disable=g-import-not-at-top
   from components.trainer.model import build_cnn  # pylint: disable=g-import-not-at-top
@@ -79,9 +77,7 @@ def main(argv=None) -> dict:
   macs = cnn_forward_macs(model_config)
   steps = args.iterations
   logits_fn = lambda v: classifier(v, training=False)
-  split = local_split.split_classifier(classifier)
-  local = local_forward.LocalModel(split.features_fn, split.head_fn, split.stride,
-                                   split.receptive_field)
+  local = local_split.split_classifier(classifier).local_model
   info = cpu_info()
   print(f'square loop: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, '
         f'CPU {info["cpu_model"]} ({info["cores"]} cores), {args.preset} CNN '

@@ -310,7 +310,6 @@ class Attacker:
     return (np.concatenate([o[0].numpy() for o in outs]),
             np.concatenate([o[1].numpy() for o in outs]))
 
-
   def _check_split(self, x: np.ndarray, image_shape: Tuple[int, int, int]) -> None:
     images = tf.constant(x.reshape((-1,) + tuple(image_shape)), tf.float32)
     gap = float(local_forward.max_disagreement(self._local, self._logits_fn, images))

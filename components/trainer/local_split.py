@@ -16,6 +16,8 @@ from typing import Callable, List, NamedTuple, Optional
 import tensorflow as tf
 import tf_keras as keras
 
+from components.adversarial import local_forward
+
 
 class Split(NamedTuple):
   features_fn: Callable[[tf.Tensor], tf.Tensor]   # [n, h, w, 1] -> [n, h', w', C]
@@ -23,6 +25,12 @@ class Split(NamedTuple):
   stride: int
   receptive_field: int
   feature_shape: tuple                            # (F, F, C) of a whole image
+
+  @property
+  def local_model(self) -> local_forward.LocalModel:
+    """The split as the attacks take it (in-process, without the export)."""
+    return local_forward.LocalModel(self.features_fn, self.head_fn, self.stride,
+                                    self.receptive_field)
 
 
 def _chain(model: keras.Model) -> Optional[List[keras.layers.Layer]]:

@@ -29,7 +29,7 @@ def test_the_split_is_the_model(filters, dense, feature_shape, stride, receptive
   side = stride * (span - 1) + receptive
   patch = split.features_fn(images[:, stride:stride + side, 2 * stride:2 * stride + side])
   np.testing.assert_allclose(patch, whole[:, 1:1 + span, 2:2 + span], atol=1e-6)
-  local = local_forward.LocalModel(split.features_fn, split.head_fn, stride, receptive)
+  local = split.local_model
   assert float(local_forward.max_disagreement(local, model, tf.constant(images))) < 1e-5
 
 
