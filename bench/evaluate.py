@@ -43,6 +43,7 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -290,6 +291,38 @@ def run_attack(attacker, counter, x, y, clean_logits, attack: AttackConfig,
              outcome.details, counter.read() if counter is not None else None, bound)
 
 
+def library_reference(args, attacker, counter, x, y, clean_logits,
+                      suite: AttackConfig) -> dict:
+  """The standard suite and bench/library_reference.py (a subprocess, after it) on
+  the same first --reference-images images: the same-run ratio of their wall times."""
+  n = min(args.reference_images, len(x))
+  warm_up(attacker, x[:n], y[:n], suite)
+  ours = run_attack(attacker, counter, x[:n], y[:n], clean_logits[:n], suite,
+                    'autoattack_standard')
+  print(f'standard suite on the first {n} images: {ours.wall:.1f} s wall '
+        f'({ours.cpu:.1f} s CPU), robust accuracy {100 * ours.robust_accuracy:.1f}%',
+        flush=True)
+  command = [sys.executable, os.path.join(HERE, 'library_reference.py'),
+             '--weights', args.weights, '--preset', args.preset, '--images', str(n),
+             '--epsilon', str(suite.epsilon), '--batch-size', str(args.batch_size),
+             '--square-queries', str(suite.queries), '--data-dir', args.data_dir]
+  lines = subprocess.run(command, check=True, stdout=subprocess.PIPE,
+                         text=True).stdout.strip().splitlines()
+  print('\n'.join(lines[:-1]), flush=True)
+  library = json.loads(lines[-1])
+  out = {'images': n, 'suite_seconds': ours.wall, 'suite_cpu_seconds': ours.cpu,
+         'suite_robust_accuracy': ours.robust_accuracy, 'library': library,
+         'library_per_suite_wall': library['seconds'] / ours.wall,
+         'library_per_suite_cpu': library['cpu_seconds'] / ours.cpu}
+  print(f'{library["library"]} / standard suite on the same {n} images, same run: '
+        f'{out["library_per_suite_wall"]:.1f}x the wall time '
+        f'({library["seconds"]:.1f} against {ours.wall:.1f} s), '
+        f'{out["library_per_suite_cpu"]:.1f}x the CPU time; robust accuracy '
+        f'{100 * library["robust_accuracy"]:.1f}% against '
+        f'{100 * ours.robust_accuracy:.1f}%', flush=True)
+  return out
+
+
 def report(run: Run, fwd_macs: int, useful_bwd: float, matmul_wall: float,
            matmul_cpu: float) -> Tuple[dict, str]:
   """(JSON fields, printable line) of one run; rates also as fractions of the
@@ -402,6 +435,12 @@ def main():
                  'robust-preset Trainer leaves it in a LocalDagRunner process')
   p.add_argument('--no-count-passes', action='store_true',
                  help='do not wrap the model with the pass counter')
+  p.add_argument('--reference', choices=('art',),
+                 help='also time the library reference (bench/library_reference.py: '
+                      "ART's APGD-CE, APGD-T and Square in the standard order) and the "
+                      'standard suite on the same first --reference-images images, in '
+                      'this run; needs --weights')
+  p.add_argument('--reference-images', type=int, default=100)
   p.add_argument('--quick', action='store_true',
                  help='smoke run: ' + ', '.join(f'{k}={v}' for k, v in QUICK.items()))
   args = p.parse_args()
@@ -417,6 +456,10 @@ def main():
   unknown = sorted(set(wanted) - set(ALL_ATTACKS))
   if unknown:
     sys.exit(f'error: --attacks: unknown {unknown}; choose from {ALL_ATTACKS}')
+  if args.reference and not args.weights:
+    sys.exit('error: --reference needs --weights (the library loads the same checkpoint)')
+  if args.reference_images < 1:
+    sys.exit(f'error: --reference-images {args.reference_images}: must be >= 1')
   model_dir = resolve_saved_model(args.model_dir) if args.model_dir else None
 
   config = EvalConfig()
@@ -620,6 +663,9 @@ def main():
       if key in wanted:
         record(key, run_attack(attacker, counter, xa, ya, la, planned[key], key))
 
+    if args.reference:
+      result['reference'] = library_reference(args, attacker, counter, x, y, logits,
+                                              suite_standard)
     result['matmul_gflops_after'] = matmul()
 
   # ------------------------------------------------------------------ summary
