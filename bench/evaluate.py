@@ -77,7 +77,6 @@ from components.robustness_evaluator import evaluation  # pylint: disable=g-impo
 from components.robustness_evaluator import executor  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.trainer import data as train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.trainer import export as export_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from components.trainer.model import build_cnn  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.trainer import training  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.transform import features  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.config import (AttackConfig, EvalConfig, ModelConfig,  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -486,9 +485,8 @@ def main():
       result['model'] = f'SavedModel {os.path.abspath(model_dir)}'
     else:
       if args.weights:
-        from bench.quality import build_config  # pylint: disable=g-import-not-at-top
-        keras_model = build_cnn(build_config(args.preset, None, {}).model)
-        keras_model.load_weights(args.weights).expect_partial()
+        from bench.quality import load_classifier  # pylint: disable=g-import-not-at-top
+        keras_model = load_classifier(args.preset, args.weights)
         description, result['train_seconds'] = (
             f'{args.preset} CNN, weights {os.path.abspath(args.weights)}', 0.0)
       else:

@@ -38,7 +38,8 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
 from pipeline import progress  # pylint: disable=g-import-not-at-top
-from pipeline.config import PRESETS  # pylint: disable=g-import-not-at-top
+from bench.quality import (add_checkpoint_arguments, check_checkpoint_arguments,  # pylint: disable=g-import-not-at-top
+                           load_classifier)
 
 APGD_STEPS = 100
 TARGETS = 9
@@ -63,10 +64,7 @@ def targets_by_rank(clean_logits: np.ndarray, labels: np.ndarray, rank: int) -> 
 
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--weights', required=True,
-                      help="TF checkpoint prefix of a classifier (quality.py's "
-                           "seed-N/model/classifier)")
-  parser.add_argument('--preset', choices=sorted(PRESETS), default='robust')
+  add_checkpoint_arguments(parser)
   parser.add_argument('--images', type=int, default=100,
                       help='the first N test images (default 100)')
   parser.add_argument('--epsilon', type=float, default=0.2)
@@ -74,12 +72,8 @@ def main(argv=None) -> dict:
                       help="ART's batch size (default 500: the Evaluator's; the "
                            "library's per-iteration host work is per batch)")
   parser.add_argument('--square-queries', type=int, default=SQUARE_QUERIES)
-  parser.add_argument('--data-dir', default=os.environ.get('MNIST_DIR'))
   args = parser.parse_args(argv)
-  if not args.data_dir:
-    parser.error('set MNIST_DIR or pass --data-dir (directory of the four IDX files)')
-  if not os.path.exists(args.weights + '.index'):
-    parser.error(f'--weights {args.weights}: no {args.weights}.index')
+  check_checkpoint_arguments(parser, args)
   if args.images < 1 or args.batch_size < 1 or args.square_queries < 1:
     parser.error('--images, --batch-size and --square-queries must be positive')
   sys.path.insert(0, art_path())
@@ -89,12 +83,9 @@ def main(argv=None) -> dict:
   import art  # pylint: disable=g-import-not-at-top
   from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack  # pylint: disable=g-import-not-at-top
   from art.estimators.classification import TensorFlowV2Classifier  # pylint: disable=g-import-not-at-top
-  from bench.quality import build_config  # pylint: disable=g-import-not-at-top
   from bench.train_step import cpu_info, load_normalized  # pylint: disable=g-import-not-at-top
-  from components.trainer.model import build_cnn  # pylint: disable=g-import-not-at-top
 
-  classifier = build_cnn(build_config(args.preset, None, {}).model)
-  classifier.load_weights(args.weights).expect_partial()
+  classifier = load_classifier(args.preset, args.weights)
   x, y = load_normalized(args.data_dir, 'eval')
   side = int(round(np.sqrt(x.shape[1])))
   # Images [n, H, W, 1]: ART's Square draws its windows on image-shaped inputs.

@@ -97,6 +97,32 @@ def build_config(preset: str, epochs: Optional[int], overrides: Dict) -> Pipelin
   return config.replace(**overrides) if overrides else config
 
 
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+  """--weights, --preset and --data-dir: one of this script's checkpoints and the
+  IDX test data, for the benchmarks that attack it (square_loop, library_reference)."""
+  parser.add_argument('--weights', required=True,
+                      help="TF checkpoint prefix of a classifier (quality.py's "
+                           "seed-N/model/classifier)")
+  parser.add_argument('--preset', choices=sorted(PRESETS), default='robust',
+                      help='whose ModelConfig the weights belong to')
+  parser.add_argument('--data-dir', default=os.environ.get('MNIST_DIR'))
+
+
+def check_checkpoint_arguments(parser: argparse.ArgumentParser, args) -> None:
+  if not args.data_dir:
+    parser.error('set MNIST_DIR or pass --data-dir (directory of the four IDX files)')
+  if not os.path.exists(args.weights + '.index'):
+    parser.error(f'--weights {args.weights}: no {args.weights}.index')
+
+
+def load_classifier(preset: str, weights: str):
+  """The preset's CNN with a checkpoint's weights (a classifier prefix)."""
+  from components.trainer.model import build_cnn  # pylint: disable=g-import-not-at-top
+  classifier = build_cnn(build_config(preset, None, {}).model)
+  classifier.load_weights(weights).expect_partial()
+  return classifier
+
+
 # ------------------------------------------------------------------- training
 
 def epoch_printer(label: str):

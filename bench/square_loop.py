@@ -37,28 +37,20 @@ sys.path.insert(0, os.path.join(REPO, 'bench'))
 from pipeline import progress  # pylint: disable=g-import-not-at-top
 progress.quiet_environment()   # the Evaluator's environment: oneDNN on
 
-from bench.quality import build_config  # pylint: disable=g-import-not-at-top
+from bench.quality import (add_checkpoint_arguments, build_config,  # pylint: disable=g-import-not-at-top
+                           check_checkpoint_arguments, load_classifier)
 from bench.train_step import cpu_info, load_normalized  # pylint: disable=g-import-not-at-top
-from pipeline.config import PRESETS  # pylint: disable=g-import-not-at-top
 
 
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--weights', required=True,
-                      help="TF checkpoint prefix of a classifier (quality.py's "
-                           "seed-N/model/classifier)")
-  parser.add_argument('--preset', choices=sorted(PRESETS), default='robust',
-                      help='whose ModelConfig the weights belong to')
+  add_checkpoint_arguments(parser)
   parser.add_argument('--batches', default='460,920')
   parser.add_argument('--iterations', type=int, default=100)
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--epsilon', type=float, default=0.3)
-  parser.add_argument('--data-dir', default=os.environ.get('MNIST_DIR'))
   args = parser.parse_args(argv)
-  if not args.data_dir:
-    parser.error('set MNIST_DIR or pass --data-dir (directory of the four IDX files)')
-  if not os.path.exists(args.weights + '.index'):
-    parser.error(f'--weights {args.weights}: no {args.weights}.index')
+  check_checkpoint_arguments(parser, args)
   batches = [int(b) for b in args.batches.split(',') if b]
   if not batches or min(batches) < 1 or args.iterations < 1 or args.rounds < 1:
     parser.error('--batches, --iterations and --rounds must be positive')
@@ -67,12 +59,10 @@ def main(argv=None) -> dict:
   from attack_cost import cnn_forward_macs  # pylint: disable=g-import-not-at-top
   from components.adversarial import square  # pylint: disable=g-import-not-at-top
   from components.trainer import local_split  # pylint: disable=g-import-not-at-top
-  from components.trainer.model import build_cnn  # pylint: disable=g-import-not-at-top
   from nsl_reference import matmul_rates  # pylint: disable=g-import-not-at-top
 
   model_config = build_config(args.preset, None, {}).model
-  classifier = build_cnn(model_config)
-  classifier.load_weights(args.weights).expect_partial()
+  classifier = load_classifier(args.preset, args.weights)
   x, y = load_normalized(args.data_dir, 'eval')
   macs = cnn_forward_macs(model_config)
   steps = args.iterations
