@@ -82,6 +82,8 @@ ENV_TOKENS = {
     'omp2': {'OMP_NUM_THREADS': '2'},
     'spin0': {'KMP_BLOCKTIME': '0'},
     'xla': {'BENCH_JIT_COMPILE': '1'},
+    # train.precision='mixed_bfloat16' for the project's contenders (Keras' stays float32).
+    'bf16': {'BENCH_PRECISION': 'mixed_bfloat16'},
     # The robust presets' train.deterministic: tf.config.experimental.enable_op_determinism().
     'determ': {'BENCH_DETERMINISTIC': '1'},
 }
@@ -213,6 +215,8 @@ def build_contender(spec: dict, x, y) -> Contender:
   overrides['train.batch_size'] = BATCH_SIZE
   if os.environ.get('BENCH_JIT_COMPILE'):
     overrides['train.jit_compile'] = True
+  if os.environ.get('BENCH_PRECISION') and kind != 'keras':
+    overrides['train.precision'] = os.environ['BENCH_PRECISION']
   config = make_config(overrides)
   pgd = config.adv.pgd_iterations
   if kind == 'keras':
