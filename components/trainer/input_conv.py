@@ -17,21 +17,26 @@ def col2im_input_gradient(out_grad: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
   """d(loss)/d(input) of a stride-1 VALID convolution, from d(loss)/d(output).
 
   out_grad [N, H-kh+1, W-kw+1, C_out], kernel [kh, kw, C_in, C_out] -> [N, H, W, C_in].
-  Each kernel tap (a, b) sends out_grad @ kernel[a, b]^T back to the inputs it read,
-  which sit at offset (a, b): a zero pad places it there.
+  Each kernel tap (a, b) sends kernel[a, b] @ out_grad^T back to the inputs it read,
+  which sit at offset (a, b): a zero pad places it there. The matmul is written
+  kernel-first so each tap's result is a contiguous [C_in, N, h, w] block: slicing
+  taps out of an interleaved [N, h, w, taps * C_in] layout cost as much as the
+  matmul (1.7x slower at batch 460 on AVX-512, bench/README.md).
   """
   kh, kw, c_in, c_out = kernel.shape
   taps = kh * kw
   flat = tf.reshape(out_grad, [-1, c_out])
-  cols = tf.matmul(flat, tf.reshape(kernel, [taps * c_in, c_out]), transpose_b=True)
+  planes = tf.matmul(tf.reshape(kernel, [taps * c_in, c_out]), flat, transpose_b=True)
   shape = tf.shape(out_grad)
-  cols = tf.reshape(cols, tf.stack([shape[0], shape[1], shape[2], taps * c_in]))
+  planes = tf.reshape(planes, tf.stack([taps, c_in, shape[0], shape[1], shape[2]]))
   pieces = []
   for t in range(taps):
     a, b = divmod(t, kw)
-    pieces.append(tf.pad(cols[..., t * c_in:(t + 1) * c_in],
-                         [[0, 0], [a, kh - 1 - a], [b, kw - 1 - b], [0, 0]]))
-  return tf.add_n(pieces)
+    pieces.append(tf.pad(planes[t], [[0, 0], [0, 0], [a, kh - 1 - a], [b, kw - 1 - b]]))
+  summed = tf.add_n(pieces)  # [C_in, N, H, W]
+  if c_in == 1:
+    return summed[0][..., tf.newaxis]
+  return tf.transpose(summed, [1, 2, 3, 0])
 
 
 @tf.custom_gradient
