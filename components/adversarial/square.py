@@ -258,10 +258,12 @@ def square_attack(logits_fn: LogitsFn,
     clean_img = gather(images)
     row_a, col_a = gather(row), gather(col)
     sign_a = gather(sign)
-    # Range comparisons keep the mask [n, H, W, 1] whatever the side.
+    # Range comparisons keep the mask [n, H, W, 1] whatever the side; rows and columns
+    # are tested apart, so only one AND runs over whole images.
     r4 = row_a[:, tf.newaxis, tf.newaxis, tf.newaxis]
     c4 = col_a[:, tf.newaxis, tf.newaxis, tf.newaxis]
-    in_window = (rows >= r4) & (rows < r4 + side) & (cols >= c4) & (cols < c4 + side)
+    in_window = (((rows >= r4) & (rows < r4 + side)) &
+                 ((cols >= c4) & (cols < c4 + side)))
     window = into_box(clean_img + sign_a * epsilon)
     no_change = tf.reduce_all(~in_window | tf.equal(window, best_img), axis=[1, 2, 3])
     sign_a = tf.where(no_change[:, tf.newaxis, tf.newaxis, tf.newaxis], -sign_a, sign_a)
