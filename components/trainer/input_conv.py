@@ -33,10 +33,8 @@ def col2im_input_gradient(out_grad: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
   for t in range(taps):
     a, b = divmod(t, kw)
     pieces.append(tf.pad(planes[t], [[0, 0], [0, 0], [a, kh - 1 - a], [b, kw - 1 - b]]))
-  summed = tf.add_n(pieces)  # [C_in, N, H, W]
-  if c_in == 1:
-    return summed[0][..., tf.newaxis]
-  return tf.transpose(summed, [1, 2, 3, 0])
+  # [C_in, N, H, W] -> NHWC; for grayscale (C_in = 1) TF's transpose is a reshape.
+  return tf.transpose(tf.add_n(pieces), [1, 2, 3, 0])
 
 
 @tf.custom_gradient
