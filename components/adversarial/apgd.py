@@ -37,6 +37,7 @@ from typing import Callable, List, NamedTuple
 
 import tensorflow as tf
 
+from components.adversarial import noinline
 from components.adversarial.perturbation import _TINY, _l2_norm, direction, project
 
 LOSSES = ('ce', 'dlr', 'dlr_targeted')
@@ -192,6 +193,7 @@ def apgd(logits_fn: Callable[[tf.Tensor], tf.Tensor], x, y, *, epsilon,
     targets = target_classes(tf.stop_gradient(logits_fn(x)), y, target_rank)
     loss_fn = lambda z: dlr_targeted_loss(z, y, targets)
 
+  @noinline.noinline   # the loop's pooling gradients always on oneDNN (noinline.py)
   def evaluate(x_k):
     """Per-example loss, its gradient and whether x_k is misclassified."""
     with tf.GradientTape() as tape:

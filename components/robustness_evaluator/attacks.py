@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from components.adversarial import apgd as apgd_lib
 from components.adversarial import local_forward
+from components.adversarial import noinline
 from components.adversarial import perturbation
 from components.adversarial import square as square_lib
 from components.adversarial.losses import cross_entropy
@@ -68,6 +69,7 @@ def attack_batch(logits_fn: LogitsFn, x: tf.Tensor, y: tf.Tensor, *,
                  epsilon: tf.Tensor, step_size: tf.Tensor, seed: tf.Tensor,
                  clip_min: float, clip_max: float) -> Tuple[tf.Tensor, tf.Tensor]:
   """Worst-case neighbor over ``restarts`` runs, and the model's logits there."""
+  @noinline.noinline   # the loop's pooling gradients always on oneDNN (noinline.py)
   def grad_fn(x_adv):
     return perturbation.input_gradient(
         lambda v: tf.reduce_sum(cross_entropy(y, logits_fn(v))), x_adv)
