@@ -72,6 +72,9 @@ def main(argv=None) -> dict:
                       help="ART's batch size (default 500: the Evaluator's; the "
                            "library's per-iteration host work is per batch)")
   parser.add_argument('--square-queries', type=int, default=SQUARE_QUERIES)
+  parser.add_argument('--seed', type=int, default=0,
+                      help="seeds NumPy's global generator, which ART's random starts "
+                           'and Square draw from, so a run can be repeated')
   args = parser.parse_args(argv)
   check_checkpoint_arguments(parser, args)
   if args.images < 1 or args.batch_size < 1 or args.square_queries < 1:
@@ -81,6 +84,7 @@ def main(argv=None) -> dict:
   progress.quiet_environment()
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import art  # pylint: disable=g-import-not-at-top
+  np.random.seed(args.seed)
   from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack  # pylint: disable=g-import-not-at-top
   from art.estimators.classification import TensorFlowV2Classifier  # pylint: disable=g-import-not-at-top
   from bench.train_step import cpu_info, load_normalized  # pylint: disable=g-import-not-at-top
@@ -150,7 +154,9 @@ def main(argv=None) -> dict:
   members = result['members'].values()
   result.update(seconds=sum(m['seconds'] for m in members),
                 cpu_seconds=sum(m['cpu_seconds'] for m in members),
-                robust_accuracy=float(robust.mean()))
+                robust_accuracy=float(robust.mean()),
+                # Misclassified clean or flipped by a member: for a per-image check.
+                broken_indices=np.flatnonzero(~robust).tolist())
   print(f'  suite: {result["seconds"]:.1f} s wall ({result["cpu_seconds"]:.1f} s CPU), '
         f'robust accuracy {100 * result["robust_accuracy"]:.1f}% of {len(x)}', flush=True)
   print(json.dumps(result), flush=True)

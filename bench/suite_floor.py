@@ -19,9 +19,10 @@ cost nothing and two batches ran on two cores with no contention. A second floor
 the attack's own ops. Single-thread kernels are the right unit: the suite runs two
 batches at once, one per core.
 
-It also reports which kernel ran pool1's gradient: on TF 2.16 an attack loop draws
-Eigen's MaxPoolGrad in some processes (bench/README.md, 2026-11-26 night), and such a
-process's APGD-T figure is not the floor.
+It also says if a pooling gradient ran on Eigen's kernel: before
+components/adversarial/noinline.py an attack loop drew it in some processes
+(bench/README.md, 2026-11-26 night), and such a process's APGD-T figure is not the
+floor.
 
   MNIST_DIR=... python bench/suite_floor.py --weights runs/q1129/robust/seed-0/model/classifier \\
       [--batch 460] [--survivors 925] [--apgd-steps 40] [--square-queries 1001]
@@ -168,7 +169,7 @@ def main(argv=None) -> dict:
   floors = {what: {k: v / args.cores for k, v in parts.items()}
             for what, parts in cpu_s.items()}
   for name, r in loops.items():
-    eigen = (f'; pool1 gradient on Eigen ({r["eigen_maxpoolgrad_ms"]:.1f} ms): NOT '
+    eigen = (f'; a pooling gradient on Eigen ({r["eigen_maxpoolgrad_ms"]:.1f} ms): NOT '
              'the floor, run again' if r['eigen_maxpoolgrad_ms'] > 0.5 else '')
     print(f'  {name}: {r["wall_ms"]:.2f} ms/iteration wall, op time {r["op_ms"]:.2f} '
           f'CPU-ms = network kernels {r["network_ms"]:.2f} + attack ops '
