@@ -18,8 +18,7 @@ def _called_functions(graph_def):
 
 
 def test_a_wrapped_gradient_stays_a_call_inside_a_while_loop_and_matches_inlined():
-  model, logits_fn = testing.small_cnn(seed=2, pooled=True)
-  del model
+  _, logits_fn = testing.small_cnn(seed=2, pooled=True)
   x = tf.constant(np.random.default_rng(0).uniform(size=(6, testing.SIDE ** 2)),
                   tf.float32)
 
@@ -37,8 +36,7 @@ def test_a_wrapped_gradient_stays_a_call_inside_a_while_loop_and_matches_inlined
   wrapped = tf.function(lambda: loop(noinline.noinline(gradient))).get_concrete_function()
   library = {f.signature.name: f for f in wrapped.graph.as_graph_def().library.function}
   called = _called_functions(wrapped.graph.as_graph_def())
-  kept_apart = [name for name in called
-                if library[name].attr['_noinline'].b]
+  kept_apart = [name for name in called if library[name].attr['_noinline'].b]
   assert kept_apart, f'no call to a _noinline function among {sorted(called)}'
   np.testing.assert_array_equal(wrapped(), tf.function(lambda: loop(gradient))())
 
