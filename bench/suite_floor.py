@@ -51,16 +51,11 @@ progress.quiet_environment()   # the Evaluator's environment: oneDNN on
 from bench.quality import (add_checkpoint_arguments, check_checkpoint_arguments,  # pylint: disable=g-import-not-at-top
                            load_classifier)
 from bench.train_step import cpu_info, load_normalized  # pylint: disable=g-import-not-at-top
+from components.config import standard_autoattack  # pylint: disable=g-import-not-at-top
 
 # Op types of the network's own work (forward and input gradient). Pad and AddN are
 # the first layer's col2im input gradient (components/trainer/input_conv.py).
 NETWORK_TYPES = ('Conv2D', 'MatMul', 'MaxPool', 'ReluGrad', 'BiasAdd', 'Pad', 'AddN')
-# Gradient passes per image in the standard suite (AutoAttack, L-inf, no FAB-T):
-# APGD-CE 100 steps + 1, APGD-T 9 targets x (100 steps + 1), Square 5,000 queries.
-# Forward-only passes (APGD-T's clean pass, Square's clean, stripes and verdict) are
-# left out, so the floor stays below what the suite must do.
-APGD_CE_PASSES, APGD_T_PASSES, SQUARE_QUERIES = 101, 9 * 101, 5000
-
 
 def is_network(op_type: str) -> bool:
   return any(t in op_type for t in NETWORK_TYPES)
@@ -149,25 +144,27 @@ def main(argv=None) -> dict:
                                 local=local).flipped
 
   info = cpu_info()
-  print(f'suite floor: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} '
-        f'UTC, CPU {info["cpu_model"]} ({info["cores"]} cores), one thread, batch '
-        f'{args.batch}, eps {args.epsilon}', flush=True)
+  now = f'{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}'
+  print(f'suite floor: {now} UTC, CPU {info["cpu_model"]} ({info["cores"]} cores), '
+        f'one thread, batch {args.batch}, eps {args.epsilon}', flush=True)
   # APGD-T runs steps + 1 gradient passes and one clean pass: dividing by steps + 2
   # puts a pass slightly under its cost. Square's four whole-batch forward passes
   # (clean, stripes, split, verdict) add < 1% to 1,000 iterations.
   loops = {'apgd_t': profile_loop(apgd_t, (xb, yb), args.apgd_steps + 2, args.rounds),
            'square': profile_loop(square_incremental, (xb, yb),
                                   args.square_queries - 1, args.rounds)}
-  per_image = {k: {m: v[m] / args.batch for m in ('network_ms', 'op_ms')}
-               for k, v in loops.items()}
-  cpu_s = {}
-  for what in ('network_ms', 'op_ms'):
-    cpu_s[what] = {
-        'apgd_ce': APGD_CE_PASSES * args.apgd_images * per_image['apgd_t'][what] / 1e3,
-        'apgd_t': APGD_T_PASSES * args.survivors * per_image['apgd_t'][what] / 1e3,
-        'square': SQUARE_QUERIES * args.survivors * per_image['square'][what] / 1e3}
-  floors = {what: {k: v / args.cores for k, v in parts.items()}
-            for what, parts in cpu_s.items()}
+  # Image-passes of the Evaluator's standard suite (its own AttackConfig): gradient
+  # passes for APGD-CE and APGD-T (every target), queries for Square. Forward-only
+  # passes (APGD-T's clean pass, Square's clean check and verdict) are left out, so
+  # the floor stays below what the suite must do. APGD-CE's cost per pass is APGD-T's.
+  suite = standard_autoattack(args.epsilon)
+  gradient_passes = suite.restarts * (suite.steps + 1)
+  work = {'apgd_ce': ('apgd_t', gradient_passes * args.apgd_images),
+          'apgd_t': ('apgd_t', gradient_passes * suite.targets * args.survivors),
+          'square': ('square', suite.queries * args.survivors)}
+  floors = {what: {member: passes * loops[loop][what] / args.batch / 1e3 / args.cores
+                   for member, (loop, passes) in work.items()}
+            for what in ('network_ms', 'op_ms')}
   for name, r in loops.items():
     eigen = (f'; a pooling gradient on Eigen ({r["eigen_maxpoolgrad_ms"]:.1f} ms): NOT '
              'the floor, run again' if r['eigen_maxpoolgrad_ms'] > 0.5 else '')
@@ -180,7 +177,7 @@ def main(argv=None) -> dict:
     print(f'  floor on {args.cores} cores, {label}: {sum(f.values()):.1f} s (APGD-CE '
           f'{f["apgd_ce"]:.1f}, APGD-T {f["apgd_t"]:.1f}, Square {f["square"]:.1f})',
           flush=True)
-  summary = {'date': f'{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}',
+  summary = {'date': now,
              'cpu': info, 'batch': args.batch, 'survivors': args.survivors,
              'apgd_images': args.apgd_images, 'cores': args.cores, 'loops': loops,
              'floor_seconds': {w: {**f, 'total': sum(f.values())}
