@@ -177,13 +177,20 @@ def upper_bound_passes(attack: AttackConfig, n: int, *, batch_size: int,
   out: Dict[str, Passes] = {}
   todo = float(attacked)
   for member in details['members']:
+    # Each member's margins (autoattack._member): one forward pass per point it ends
+    # on, per target for APGD-T.
     if member == 'apgd-ce':
-      out[member] = _apgd(todo, attack.steps, attack.restarts)
+      out[member] = _apgd(todo, attack.steps, attack.restarts) + Passes(forward=todo)
     elif member == 'apgd-t':
       out[member] = _apgd(todo, attack.steps, attack.restarts, runs=attack.targets,
-                          targeted=True)
+                          targeted=True) + Passes(forward=todo * attack.targets)
     elif member == 'square':
-      out[member] = _square(todo, attack.queries)
+      out[member] = _square(todo, attack.queries) + Passes(forward=todo)
+    elif member == 'apgd-boundary':
+      # Every chosen image's starts, for CE and then for the runner-up target.
+      starts = details['boundary']['images'] * attack.boundary_restarts
+      out[member] = (_apgd(starts, attack.steps, 1) +
+                     _apgd(starts, attack.steps, 1, targeted=True))
     else:
       raise ValueError(f'unknown member {member!r}')
     todo = round(details['robust_accuracy_after'][member] * n)

@@ -34,6 +34,7 @@ import collections
 import datetime
 import glob
 import json
+import math
 import os
 import shutil
 import sys
@@ -159,9 +160,15 @@ def main(argv=None) -> dict:
   # the floor stays below what the suite must do. APGD-CE's cost per pass is APGD-T's.
   suite = standard_autoattack(args.epsilon)
   gradient_passes = suite.restarts * (suite.steps + 1)
+  # The boundary member: its starts for CE and for the runner-up target, on the
+  # share of the sample nearest the boundary (an upper bound: CE's flips skip the
+  # second loss).
+  boundary_images = math.ceil(suite.boundary_share * suite.sample_size)
   work = {'apgd_ce': ('apgd_t', gradient_passes * args.apgd_images),
           'apgd_t': ('apgd_t', gradient_passes * suite.targets * args.survivors),
-          'square': ('square', suite.queries * args.survivors)}
+          'square': ('square', suite.queries * args.survivors),
+          'boundary': ('apgd_t', (suite.steps + 1) * 2 * suite.boundary_restarts *
+                       boundary_images)}
   floors = {what: {member: passes * loops[loop][what] / args.batch / 1e3 / args.cores
                    for member, (loop, passes) in work.items()}
             for what in ('network_ms', 'op_ms')}
@@ -175,8 +182,8 @@ def main(argv=None) -> dict:
   for what, label in (('network_ms', 'kernels only'), ('op_ms', 'kernels + attack ops')):
     f = floors[what]
     print(f'  floor on {args.cores} cores, {label}: {sum(f.values()):.1f} s (APGD-CE '
-          f'{f["apgd_ce"]:.1f}, APGD-T {f["apgd_t"]:.1f}, Square {f["square"]:.1f})',
-          flush=True)
+          f'{f["apgd_ce"]:.1f}, APGD-T {f["apgd_t"]:.1f}, Square {f["square"]:.1f}, '
+          f'boundary {f["boundary"]:.1f})', flush=True)
   summary = {'date': now,
              'cpu': info, 'batch': args.batch, 'survivors': args.survivors,
              'apgd_images': args.apgd_images, 'cores': args.cores, 'loops': loops,

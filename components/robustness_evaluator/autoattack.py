@@ -6,8 +6,16 @@ standing (the cheap gradient attacks first, the gradient-free Square last), and 
 reported figure is the worst case per image. ``flipped_by`` keeps, per image, which
 member broke it, so metrics.json can say what each attack contributed and the masking
 checks can see when the gradient-free Square finds what the gradient attacks missed.
+
+With ``boundary_restarts``, one more member (BOUNDARY) follows the suite: the
+still-robust images nearest the decision boundary get many more random starts. It
+spends the budget where the standard suite's single start is a draw, as Liu et al.'s
+adaptive AutoAttack (A3, CVPR 2022) spends its restarts on the images it can still
+break; it can only lower the figure, and the standard suite's own figure stays in
+``robust_accuracy_after``.
 """
 import dataclasses
+import math
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -23,6 +31,8 @@ IMAGE_SHAPE = (28, 28, 1)
 # Square may legitimately find a few images APGD missed (it is a different search);
 # more than this share of the images means the gradients mislead (masking).
 SQUARE_MARGIN = 0.005
+# The extra member that follows the suite when AttackConfig.boundary_restarts > 0.
+BOUNDARY = 'apgd-boundary'
 
 
 @dataclasses.dataclass
@@ -50,11 +60,35 @@ def run_attack(attacker: attacks_lib.Attacker, x: np.ndarray, y: np.ndarray,
   return _suite(attacker, x, y, attack, members, clean_logits)
 
 
+def logit_margins(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """z_y - max_{j != y} z_j per image: how far the point is from being misclassified
+  (negative when it is)."""
+  z = np.array(logits, dtype=np.float64)
+  rows = np.arange(len(y))
+  own = z[rows, y]
+  z[rows, y] = -np.inf
+  return own - z.max(axis=1)
+
+
+def nearest_to_boundary(margins: np.ndarray, robust: np.ndarray,
+                        count: int) -> np.ndarray:
+  """Indices (ascending) of the ``count`` robust images with the smallest margins;
+  ties go to the earlier image, so the choice is reproducible."""
+  idx = np.flatnonzero(robust)
+  order = np.argsort(margins[idx], kind='stable')
+  return np.sort(idx[order[:max(count, 0)]])
+
+
 def _member(attacker, x, y, attack: AttackConfig, member: str):
+  """(x_adv, flipped, margin): the member's points and flips, and per image the
+  smallest logit margin among the points it ended on (one per target for APGD-T)."""
+  margin = lambda points: logit_margins(attacker.logits(points, member), y)
   if member == 'apgd-ce':
-    return attacker.apgd(x, y, attack, loss='ce', salt=0)
+    x_adv, flipped = attacker.apgd(x, y, attack, loss='ce', salt=0)
+    return x_adv, flipped, margin(x_adv)
   if member == 'apgd-t':
     x_adv, flipped = x.copy(), np.zeros(len(x), bool)
+    closest = np.full(len(x), np.inf)
     for rank in range(2, attack.targets + 2):  # the top-`targets` other classes
       todo = np.flatnonzero(~flipped)
       if not len(todo):
@@ -63,10 +97,41 @@ def _member(attacker, x, y, attack: AttackConfig, member: str):
                              target_rank=rank, salt=rank)
       x_adv[todo[fl]] = xa[fl]
       flipped[todo[fl]] = True
-    return x_adv, flipped
+      closest[todo] = np.minimum(
+          closest[todo], logit_margins(attacker.logits(xa, member), y[todo]))
+    return x_adv, flipped, closest
   if member == 'square':
-    return attacker.square(x, y, attack, image_shape=IMAGE_SHAPE)
+    x_adv, flipped = attacker.square(x, y, attack, image_shape=IMAGE_SHAPE)
+    return x_adv, flipped, margin(x_adv)
   raise ValueError(f'unknown suite member {member!r}')
+
+
+# Salts of the boundary member's random starts, apart from the suite's (0 for
+# APGD-CE, the target rank for APGD-T).
+_BOUNDARY_SALTS = {'ce': 1001, 'dlr_targeted': 1002}
+
+
+def _boundary(attacker, x, y, attack: AttackConfig):
+  """(x_adv, flipped) of boundary_restarts more starts of APGD-CE, then of APGD-T at
+  the runner-up class on the images CE left, each image's starts run side by side as
+  copies in one batch (a restart loop over a batch of a few images would leave the
+  cores idle). An image is broken if any copy is."""
+  starts = attack.boundary_restarts
+  single = dataclasses.replace(attack, restarts=1)
+  x_adv, flipped = x.copy(), np.zeros(len(x), bool)
+  for loss in ('ce', 'dlr_targeted'):
+    todo = np.flatnonzero(~flipped)
+    if not len(todo):
+      break
+    xa, fl = attacker.apgd(np.repeat(x[todo], starts, axis=0),
+                           np.repeat(y[todo], starts), single, loss=loss,
+                           target_rank=2, salt=_BOUNDARY_SALTS[loss])
+    fl = fl.reshape(len(todo), starts)
+    xa = xa.reshape((len(todo), starts) + x.shape[1:])
+    hit = fl.any(axis=1)
+    x_adv[todo[hit]] = xa[hit, np.argmax(fl[hit], axis=1)]
+    flipped[todo[hit]] = True
+  return x_adv, flipped
 
 
 def _suite(attacker, x, y, attack, members, clean_logits) -> Outcome:
@@ -75,13 +140,25 @@ def _suite(attacker, x, y, attack, members, clean_logits) -> Outcome:
     clean_logits = attacker.logits(x)
   flipped_by = np.where(attacks_lib.predictions(clean_logits) != y, CLEAN,
                         ROBUST).astype(np.int8)
+  margin = logit_margins(clean_logits, y)
   x_adv = x.copy()
-  robust_after, flips, seconds = {}, {}, {}
+  robust_after, flips, seconds, extra = {}, {}, {}, {}
+  if attack.boundary_restarts:
+    members = tuple(members) + (BOUNDARY,)
   for k, member in enumerate(members, start=1):
     todo = np.flatnonzero(flipped_by == ROBUST)
     start = time.perf_counter()
+    if member == BOUNDARY:
+      todo = nearest_to_boundary(margin, flipped_by == ROBUST,
+                                 math.ceil(attack.boundary_share * n))
+      extra[member] = {'images': len(todo), 'starts_per_loss': attack.boundary_restarts,
+                       'largest_margin': float(margin[todo].max()) if len(todo) else None}
     if len(todo):
-      xa, fl = _member(attacker, x[todo], y[todo], attack, member)
+      if member == BOUNDARY:
+        xa, fl = _boundary(attacker, x[todo], y[todo], attack)
+      else:
+        xa, fl, m = _member(attacker, x[todo], y[todo], attack, member)
+        margin[todo] = np.minimum(margin[todo], m)
       x_adv[todo[fl]] = xa[fl]
       flipped_by[todo[fl]] = k
     seconds[member] = time.perf_counter() - start
@@ -95,6 +172,7 @@ def _suite(attacker, x, y, attack, members, clean_logits) -> Outcome:
   details = {'members': list(members), 'robust_accuracy_after': robust_after,
              'flipped_by_member': flips, 'member_seconds': seconds,
              'recheck_disagreements': disagree,
+             **({'boundary': extra[BOUNDARY]} if BOUNDARY in extra else {}),
              **({'square_forward_pass': attacker.square_forward_pass}
                 if 'square' in members else {}),
              'flipped_by_codes': 'robust=-1, clean=0, ' + ', '.join(

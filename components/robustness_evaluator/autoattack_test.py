@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.config import AttackConfig
+from components.config import AttackConfig, ConfigError
 from components.robustness_evaluator import attacks
 from components.robustness_evaluator import autoattack
 
@@ -90,3 +90,79 @@ def test_a_single_remaining_image_is_attacked_too(model):
   ce = AttackConfig(name='ce', method='apgd-ce', epsilon=0.02, steps=5)
   for n in (1, 3, 50):   # one trace serves every batch size
     autoattack.run_attack(attacker, x[:n], y[:n], ce)
+
+
+def test_logit_margins_and_the_images_nearest_the_boundary():
+  logits = np.array([[3., 1., 0.], [0., 2., 1.], [1., 1.5, 0.], [2., 0., 1.9]])
+  y = np.array([0, 1, 0, 0])
+  np.testing.assert_allclose(autoattack.logit_margins(logits, y), [2., 1., -.5, .1])
+  margins = np.array([0.3, 0.1, -0.5, 0.1, 2.0])
+  robust = np.array([True, True, False, True, True])
+  # The broken image is never chosen; the tie between images 1 and 3 goes in order.
+  assert autoattack.nearest_to_boundary(margins, robust, 1).tolist() == [1]
+  assert autoattack.nearest_to_boundary(margins, robust, 3).tolist() == [0, 1, 3]
+  assert autoattack.nearest_to_boundary(margins, robust, 9).tolist() == [0, 1, 3, 4]
+  assert autoattack.nearest_to_boundary(margins, robust, 0).tolist() == []
+
+
+def test_the_boundary_member_only_adds_flips_after_the_standard_suite(model):
+  logits_fn, x, y = model
+  run = lambda **kw: autoattack.run_attack(
+      attacks.Attacker(logits_fn, batch_size=50, seed=0), x, y, _suite(0.02, **kw))
+  plain, extra = run(), run(boundary_restarts=4, boundary_share=0.1)
+  assert extra.members == plain.members + (autoattack.BOUNDARY,)
+  # The standard members ran as before (same seeds, same images).
+  standard = extra.flipped_by <= len(plain.members)
+  assert np.array_equal(np.where(standard, extra.flipped_by, autoattack.ROBUST),
+                        plain.flipped_by)
+  assert extra.details['robust_accuracy_after']['square'] == pytest.approx(
+      autoattack.robust_mask(plain).mean())
+  assert np.all(autoattack.robust_mask(plain) >= autoattack.robust_mask(extra))
+  info = extra.details['boundary']
+  assert info['images'] == min(int(np.ceil(0.1 * N)), autoattack.robust_mask(plain).sum())
+  assert info['starts_per_loss'] == 4 and 'apgd-boundary=4' in extra.details[
+      'flipped_by_codes']
+
+
+def test_more_starts_near_the_boundary_break_what_one_start_missed():
+  """A landscape where one start finds the flip only sometimes: the wrong class wins
+  in a narrow region near +0.7 eps along pixel 0, and a wide bump at -0.5 eps pulls
+  most starts away from it. Every image is this one, so each start is a fresh draw."""
+  eps, n = 0.1, 40
+
+  def logits_fn(v):
+    t = (v[:, 0] - 0.5) / eps
+    wrong = (-1.0 + 1.5 * tf.exp(-((t - 0.7) / 0.1) ** 2) +
+             tf.exp(-((t + 0.5) / 0.4) ** 2))
+    return tf.stack([tf.zeros_like(t), wrong] + [tf.fill(tf.shape(t), -5.0)] * (K - 2),
+                    axis=1)
+
+  x = np.random.default_rng(0).random((n, D)).astype(np.float32)
+  x[:, 0] = 0.5
+  y = np.zeros(n, np.int64)
+  flips = {}
+  for starts in (1, 8):
+    suite = autoattack.run_attack(
+        attacks.Attacker(logits_fn, batch_size=50, seed=0), x, y,
+        AttackConfig(name='aa', method='autoattack', epsilon=eps, steps=20, targets=3,
+                     suite=('apgd-ce', 'apgd-t'), boundary_restarts=starts,
+                     boundary_share=1.0))
+    left = round(suite.details['robust_accuracy_after']['apgd-t'] * n)
+    assert 0 < left < n - 5, 'one start should break some images, not all'
+    flips[starts] = suite.details['flipped_by_member'][autoattack.BOUNDARY]
+    broken = suite.flipped_by == 3
+    assert np.all(attacks.predictions(suite.logits)[broken] != 0)
+    assert np.abs(suite.x_adv - x).max() <= eps + 1e-6
+  # Eight starts per loss break most of what the suite's single starts left.
+  assert flips[8] > flips[1] and flips[8] >= left // 2
+
+
+@pytest.mark.parametrize('fields,message', [
+    (dict(method='pgd', boundary_restarts=4), "boundary_restarts=4 needs method='autoattack'"),
+    (dict(method='autoattack', boundary_restarts=-1), 'boundary_restarts=-1'),
+    (dict(method='autoattack', boundary_restarts=4, boundary_share=0.0),
+     r'boundary_share=0.0: must be in \(0, 1\]'),
+])
+def test_bad_boundary_settings_name_the_field(fields, message):
+  with pytest.raises(ConfigError, match=message):
+    AttackConfig(name='aa', **fields).validate()
