@@ -230,12 +230,13 @@ class AttackConfig:
   with the settings above.
 
   boundary_restarts (autoattack only; 0 = off): after the suite, the still-robust
-  images nearest the decision boundary -- the ``boundary_share`` of the attacked
-  images with the smallest logit margin at any member's strongest point -- get this
-  many more random starts of APGD-CE and of APGD-T at the runner-up class. The
-  standard suite runs one start per member, and on such images a start flips only
-  a few percent to ~10% of the time (bench/README.md, 2026-11-27 session 2), so the
-  standard figure on them is a draw. The extra member only ever lowers the figure.
+  images nearest the decision boundary (smallest logit margin at any member's
+  strongest point) get this many more random starts of APGD-CE and of APGD-T at the
+  runner-up class, in rounds of ``boundary_share`` of the sample, nearest first, for
+  as long as a round breaks an image. The standard suite runs one start per member,
+  and on such images a start breaks only a few percent to ~10% of the time
+  (bench/README.md, 2026-11-27 session 2), so the standard figure on them is a draw.
+  The extra member only ever lowers the figure.
   """
   name: str
   norm: str = 'infinity'
@@ -297,9 +298,10 @@ class AttackConfig:
 
 
 MNIST_TEST_SIZE = 10_000
-# Extra starts per loss on the 2% of images nearest the boundary (AttackConfig): on the
-# robust preset's model 32 caught image 898 in 3 of 3 runs (8: 2 of 2, 16: 1 of 2),
-# for ~7 s per 1,000 images (bench/README.md, 2026-11-27 session 2).
+# Extra starts per loss on the images nearest the boundary (AttackConfig), in rounds of
+# 2% of the sample: on the robust preset's model 32 caught image 898 in 3 of 3 runs
+# (8: 2 of 2, 16: 1 of 2), ~7 s a round per 1,000 images (bench/README.md, 2026-11-27
+# session 2).
 BOUNDARY_RESTARTS = 32
 
 

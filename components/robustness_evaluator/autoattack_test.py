@@ -99,10 +99,8 @@ def test_logit_margins_and_the_images_nearest_the_boundary():
   margins = np.array([0.3, 0.1, -0.5, 0.1, 2.0])
   robust = np.array([True, True, False, True, True])
   # The broken image is never chosen; the tie between images 1 and 3 goes in order.
-  assert autoattack.nearest_to_boundary(margins, robust, 1).tolist() == [1]
-  assert autoattack.nearest_to_boundary(margins, robust, 3).tolist() == [0, 1, 3]
-  assert autoattack.nearest_to_boundary(margins, robust, 9).tolist() == [0, 1, 3, 4]
-  assert autoattack.nearest_to_boundary(margins, robust, 0).tolist() == []
+  assert autoattack.nearest_to_boundary(margins, robust).tolist() == [1, 3, 0, 4]
+  assert autoattack.nearest_to_boundary(margins, ~np.ones(5, bool)).tolist() == []
 
 
 def test_the_boundary_member_only_adds_flips_after_the_standard_suite(model):
@@ -119,7 +117,13 @@ def test_the_boundary_member_only_adds_flips_after_the_standard_suite(model):
       autoattack.robust_mask(plain).mean())
   assert np.all(autoattack.robust_mask(plain) >= autoattack.robust_mask(extra))
   info = extra.details['boundary']
-  assert info['images'] == min(int(np.ceil(0.1 * N)), autoattack.robust_mask(plain).sum())
+  # Rounds of 12 images, nearest first, until a round breaks none (or none is left).
+  assert info['images_per_round'] == 12 and len(info['broken_per_round']) == info['rounds']
+  assert info['images'] <= 12 * info['rounds']
+  assert sum(info['broken_per_round']) == extra.details['flipped_by_member'][
+      autoattack.BOUNDARY]
+  assert (info['broken_per_round'][-1] == 0 or
+          info['images'] == autoattack.robust_mask(plain).sum())
   assert info['starts_per_loss'] == 4 and 'apgd-boundary=4' in extra.details[
       'flipped_by_codes']
 
@@ -140,21 +144,23 @@ def test_more_starts_near_the_boundary_break_what_one_start_missed():
   x = np.random.default_rng(0).random((n, D)).astype(np.float32)
   x[:, 0] = 0.5
   y = np.zeros(n, np.int64)
-  flips = {}
+  flips, rounds = {}, {}
   for starts in (1, 8):
     suite = autoattack.run_attack(
         attacks.Attacker(logits_fn, batch_size=50, seed=0), x, y,
         AttackConfig(name='aa', method='autoattack', epsilon=eps, steps=20, targets=3,
                      suite=('apgd-ce', 'apgd-t'), boundary_restarts=starts,
-                     boundary_share=1.0))
+                     boundary_share=0.1))
     left = round(suite.details['robust_accuracy_after']['apgd-t'] * n)
     assert 0 < left < n - 5, 'one start should break some images, not all'
     flips[starts] = suite.details['flipped_by_member'][autoattack.BOUNDARY]
     broken = suite.flipped_by == 3
     assert np.all(attacks.predictions(suite.logits)[broken] != 0)
     assert np.abs(suite.x_adv - x).max() <= eps + 1e-6
-  # Eight starts per loss break most of what the suite's single starts left.
-  assert flips[8] > flips[1] and flips[8] >= left // 2
+    rounds[starts] = suite.details['boundary']['rounds']
+  # Eight starts per loss break most of what the suite's single starts left, in
+  # rounds of 4 images that go on while they break some.
+  assert flips[8] > flips[1] and flips[8] >= left // 2 and rounds[8] > 1
 
 
 @pytest.mark.parametrize('fields,message', [
