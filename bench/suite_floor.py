@@ -160,9 +160,9 @@ def main(argv=None) -> dict:
   # the floor stays below what the suite must do. APGD-CE's cost per pass is APGD-T's.
   suite = standard_autoattack(args.epsilon)
   gradient_passes = suite.restarts * (suite.steps + 1)
-  # The boundary member: its starts for CE and for the runner-up target, on the
-  # share of the sample nearest the boundary (an upper bound: CE's flips skip the
-  # second loss).
+  # The boundary member's first round (it runs at least one): its starts for CE and
+  # for the runner-up target on boundary_share of the sample (CE's breaks skip the
+  # second loss, so slightly over; a round that breaks an image adds another).
   boundary_images = math.ceil(suite.boundary_share * suite.sample_size)
   work = {'apgd_ce': ('apgd_t', gradient_passes * args.apgd_images),
           'apgd_t': ('apgd_t', gradient_passes * suite.targets * args.survivors),
