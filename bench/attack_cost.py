@@ -22,6 +22,7 @@ import tensorflow as tf
 
 import step_cost  # bench/ is on sys.path when bench/evaluate.py runs
 from components.config import AttackConfig, ModelConfig
+from components.robustness_evaluator import autoattack
 
 # Backward (input gradient) ~ 2x forward: the convention for the upper bound. The
 # input gradient alone costs ~1x forward (no weight gradients); traced_macs measures it.
@@ -153,6 +154,11 @@ def _square(images: float, queries: int) -> Passes:
   return Passes(forward=images * (queries + 1))
 
 
+def _padded(images: float, batch_size: int) -> float:
+  """Rows of Attacker.logits on ``images`` images: whole batches of batch_size."""
+  return -(-images // batch_size) * batch_size
+
+
 def upper_bound_passes(attack: AttackConfig, n: int, *, batch_size: int,
                        details: Optional[Dict] = None,
                        attacked: Optional[int] = None) -> Dict[str, Passes]:
@@ -167,7 +173,7 @@ def upper_bound_passes(attack: AttackConfig, n: int, *, batch_size: int,
   bound counts all of them for every target). Plus the final re-check pass.
   """
   if attack.method == 'pgd':
-    rows = -(-n // batch_size) * batch_size
+    rows = _padded(n, batch_size)
     # steps gradients (the first at the start point), then the logits there.
     return {attack.name: Passes(forward=rows * attack.restarts * (attack.steps + 1),
                                 backward=rows * attack.restarts * attack.steps)}
@@ -176,17 +182,22 @@ def upper_bound_passes(attack: AttackConfig, n: int, *, batch_size: int,
                      'of clean-correct images')
   out: Dict[str, Passes] = {}
   todo = float(attacked)
+  # With a boundary member, each member also takes its points' margins
+  # (autoattack._member): a forward pass of the points it ends on, per target for
+  # APGD-T, in the Attacker's padded batches.
+  def margin_rows(images: float) -> float:
+    return _padded(images, batch_size) if attack.boundary_restarts else 0.0
   for member in details['members']:
-    # Each member's margins (autoattack._member): one forward pass per point it ends
-    # on, per target for APGD-T.
     if member == 'apgd-ce':
-      out[member] = _apgd(todo, attack.steps, attack.restarts) + Passes(forward=todo)
+      out[member] = _apgd(todo, attack.steps, attack.restarts) + Passes(
+          forward=margin_rows(todo))
     elif member == 'apgd-t':
       out[member] = _apgd(todo, attack.steps, attack.restarts, runs=attack.targets,
-                          targeted=True) + Passes(forward=todo * attack.targets)
+                          targeted=True) + Passes(
+                              forward=margin_rows(todo) * attack.targets)
     elif member == 'square':
-      out[member] = _square(todo, attack.queries) + Passes(forward=todo)
-    elif member == 'apgd-boundary':
+      out[member] = _square(todo, attack.queries) + Passes(forward=margin_rows(todo))
+    elif member == autoattack.BOUNDARY:
       # Every chosen image's starts, for CE and then for the runner-up target.
       starts = details['boundary']['images'] * attack.boundary_restarts
       out[member] = (_apgd(starts, attack.steps, 1) +
@@ -194,7 +205,8 @@ def upper_bound_passes(attack: AttackConfig, n: int, *, batch_size: int,
     else:
       raise ValueError(f'unknown member {member!r}')
     todo = round(details['robust_accuracy_after'][member] * n)
-  out['recheck'] = Passes(forward=n)
+  # The re-check of the final points, in the Attacker's padded batches too.
+  out['recheck'] = Passes(forward=_padded(n, batch_size))
   return out
 
 

@@ -292,7 +292,7 @@ def run_attack(attacker, counter, x, y, clean_logits, attack: AttackConfig,
   bound = attack_cost.upper_bound_passes(
       attack, len(x), batch_size=attacker.batch_size,
       details=outcome.details or None, attacked=clean_correct)
-  robust = np.asarray(autoattack.robust_mask(outcome), bool)
+  robust = autoattack.robust_mask(outcome)
   return Run(name, attack, len(x), wall, cpu, float(np.mean(robust)), clean_correct,
              outcome.details, counter.read() if counter is not None else None, bound,
              robust)

@@ -80,14 +80,19 @@ def nearest_to_boundary(margins: np.ndarray, robust: np.ndarray) -> np.ndarray:
 
 def _member(attacker, x, y, attack: AttackConfig, member: str):
   """(x_adv, flipped, margin): the member's points and flips, and per image the
-  smallest logit margin among the points it ended on (one per target for APGD-T)."""
-  margin = lambda points: logit_margins(attacker.logits(points, member), y)
+  smallest logit margin among the points it ended on (one per target for APGD-T),
+  or None when no boundary member follows to read it."""
+  def margin(points, labels):
+    if not attack.boundary_restarts:
+      return None
+    return logit_margins(attacker.logits(points, member), labels)
+
   if member == 'apgd-ce':
     x_adv, flipped = attacker.apgd(x, y, attack, loss='ce', salt=0)
-    return x_adv, flipped, margin(x_adv)
+    return x_adv, flipped, margin(x_adv, y)
   if member == 'apgd-t':
     x_adv, flipped = x.copy(), np.zeros(len(x), bool)
-    closest = np.full(len(x), np.inf)
+    closest = np.full(len(x), np.inf) if attack.boundary_restarts else None
     for rank in range(2, attack.targets + 2):  # the top-`targets` other classes
       todo = np.flatnonzero(~flipped)
       if not len(todo):
@@ -96,12 +101,12 @@ def _member(attacker, x, y, attack: AttackConfig, member: str):
                              target_rank=rank, salt=rank)
       x_adv[todo[fl]] = xa[fl]
       flipped[todo[fl]] = True
-      closest[todo] = np.minimum(
-          closest[todo], logit_margins(attacker.logits(xa, member), y[todo]))
+      if closest is not None:
+        closest[todo] = np.minimum(closest[todo], margin(xa, y[todo]))
     return x_adv, flipped, closest
   if member == 'square':
     x_adv, flipped = attacker.square(x, y, attack, image_shape=IMAGE_SHAPE)
-    return x_adv, flipped, margin(x_adv)
+    return x_adv, flipped, margin(x_adv, y)
   raise ValueError(f'unknown suite member {member!r}')
 
 
@@ -177,7 +182,8 @@ def _suite(attacker, x, y, attack, members, clean_logits) -> Outcome:
       boundary = _boundary_rounds(attacker, x, y, attack, margin, x_adv, flipped_by, k)
     elif len(todo):
       xa, fl, m = _member(attacker, x[todo], y[todo], attack, member)
-      margin[todo] = np.minimum(margin[todo], m)
+      if m is not None:
+        margin[todo] = np.minimum(margin[todo], m)
       x_adv[todo[fl]] = xa[fl]
       flipped_by[todo[fl]] = k
     seconds[member] = time.perf_counter() - start
