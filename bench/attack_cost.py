@@ -149,6 +149,13 @@ def _apgd(images: float, steps: int, restarts: int, runs: int = 1,
                 backward=calls * (steps + 1))
 
 
+def _fab(images: float, steps: int, runs: int = 1) -> Passes:
+  """Per run: the clean pass (the target class) and the clean check, then per step
+  one pass with the input gradient and one forward pass checking the new point."""
+  calls = images * runs
+  return Passes(forward=calls * (2 + 2 * steps), backward=calls * steps)
+
+
 def _square(images: float, queries: int) -> Passes:
   """The clean check, then ``queries`` perturbed points (stripes + queries - 1)."""
   return Passes(forward=images * (queries + 1))
@@ -169,8 +176,8 @@ def upper_bound_passes(attack: AttackConfig, n: int, *, batch_size: int,
   no early exit. APGD/Square/AutoAttack members: the images the member attacked
   (the first member: ``attacked``, the clean-correct images; later ones: those the
   details' robust_accuracy_after leaves standing), all steps/queries, every target
-  (APGD-T only attacks images earlier targets left standing: not exposed, so the
-  bound counts all of them for every target). Plus the final re-check pass.
+  (APGD-T and FAB-T only attack images earlier targets left standing: not exposed,
+  so the bound counts all of them for every target). Plus the final re-check pass.
   """
   if attack.method == 'pgd':
     rows = _padded(n, batch_size)
@@ -195,6 +202,8 @@ def upper_bound_passes(attack: AttackConfig, n: int, *, batch_size: int,
       out[member] = _apgd(todo, attack.steps, attack.restarts, runs=attack.targets,
                           targeted=True) + Passes(
                               forward=margin_rows(todo) * attack.targets)
+    elif member == 'fab-t':
+      out[member] = _fab(todo, attack.steps, runs=attack.targets)
     elif member == 'square':
       out[member] = _square(todo, attack.queries) + Passes(forward=margin_rows(todo))
     elif member == autoattack.BOUNDARY:

@@ -256,6 +256,8 @@ def warm_up(attacker, x, y, attack: AttackConfig) -> float:
         attacker.apgd(x[:k], wrong[:k], attack, loss='ce')
       elif member == 'apgd-t':
         attacker.apgd(x[:k], wrong[:k], attack, loss='dlr_targeted', target_rank=2)
+      elif member == 'fab-t':
+        attacker.fab(x[:k], wrong[:k], attack, target_rank=2)
       elif member == 'square':
         attacker.square(x[:k], wrong[:k], attack, image_shape=autoattack.IMAGE_SHAPE)
   return time.perf_counter() - start

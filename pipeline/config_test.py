@@ -55,6 +55,17 @@ def test_flags_override_one_field_each():
   assert c.adv.adv_step_size == d.adv.adv_step_size and c.model == d.model
 
 
+def test_fab_t_flag_adds_fab_t_to_every_autoattack_suite_of_the_preset():
+  c = flags.config_from_args(_parse(['--preset', 'robust', '--fab-t']))
+  suites = {a.name: a.suite for a in c.eval.attacks if a.method == 'autoattack'}
+  assert suites == {name: ('apgd-ce', 'apgd-t', 'fab-t', 'square')
+                    for name in ('autoattack', 'autoattack_eps0.3')}
+  plain = flags.config_from_args(_parse(['--preset', 'robust']))
+  assert [a for a in plain.eval.attacks if a.method == 'autoattack'][0].suite == (
+      'apgd-ce', 'apgd-t', 'square')
+  assert [a.name for a in c.eval.attacks] == [a.name for a in plain.eval.attacks]
+
+
 def test_preset_round_trips_through_json_and_cli():
   c = flags.config_from_args(_parse(['--preset', 'robust', '--epochs', '3']))
   assert c.preset == 'robust' and c.adv.pgd_iterations == 7 and c.train.epochs == 3

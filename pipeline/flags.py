@@ -144,6 +144,10 @@ def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         flag.name, default=argparse.SUPPRESS,
         help=f'{flag.help}; {default}' if flag.help else default, **flag.kwargs)
   groups[_GATE].add_argument(
+      '--fab-t', action='store_true', default=None,
+      help="add FAB-T to every AutoAttack suite, after APGD-T: AutoAttack's full "
+           'standard version (about 1.5x APGD-T\'s time; default off)')
+  groups[_GATE].add_argument(
       '--min-attack-accuracy', action='append', default=None, metavar='ATTACK=ACC',
       help='minimum accuracy under an attack, repeatable (default ' +
       ', '.join(f'{k}={v}' for k, v in d.eval.thresholds.min_attack_accuracy.items()) +
@@ -183,6 +187,9 @@ def config_from_args(args: argparse.Namespace,
     mode = 'in_memory' if args.beam_workers == 1 else 'multi_processing'
     changes['beam_args'] = (f'--direct_running_mode={mode}',
                             f'--direct_num_workers={args.beam_workers}')
+  if getattr(args, 'fab_t', None):
+    changes['eval.attacks'] = tuple(components_config.with_fab(a)
+                                    for a in cfg.eval.attacks)
   if getattr(args, 'min_attack_accuracy', None):
     changes['eval.thresholds.min_attack_accuracy'] = _attack_thresholds(
         args.min_attack_accuracy, cfg.eval.thresholds.min_attack_accuracy)

@@ -1,4 +1,4 @@
-"""Batched, compiled attacks (clean, FGSM, PGD, APGD, Square) against any
+"""Batched, compiled attacks (clean, FGSM, PGD, APGD, FAB-T, Square) against any
 ``logits_fn(x) -> logits``.
 
 The perturbation math is components/adversarial/perturbation.adversarial_neighbor,
@@ -15,7 +15,7 @@ the same thing in both places. This module adds what an *evaluation* needs on to
 * epsilon and step size are tensor arguments, so one compiled graph per attack
   *shape* (norm, steps, random start, restarts) serves the whole epsilon sweep.
 
-APGD and Square (components/adversarial/apgd.py, square.py) run on batches of
+APGD, FAB-T and Square (components/adversarial/apgd.py, fab.py, square.py) run on batches of
 any size through one trace each (a None batch dimension), because the AutoAttack
 suite (autoattack.py) hands them only the images still robust.
 
@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.adversarial import apgd as apgd_lib
+from components.adversarial import fab as fab_lib
 from components.adversarial import local_forward
 from components.adversarial import noinline
 from components.adversarial import perturbation
@@ -283,6 +284,32 @@ class Attacker:
             apgd_lib.ApgdResult(*(tf.constant(v) for v in result)))))
     return best.x_adv, best.flipped
 
+  def fab(self, x: np.ndarray, y: np.ndarray, attack: AttackConfig, *,
+          target_rank: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(x_adv, flipped) of FAB-T towards the target_rank-th class, ``attack.steps``
+    iterations. FAB starts at x itself, so it has no seed. x_adv is x wherever FAB
+    found no misclassifying point within epsilon: a nearest point beyond it is not
+    an adversarial example of this threat model."""
+    clip_min, clip_max = self._clip
+    steps = attack.steps
+
+    def run(x, y, epsilon, target_rank):
+      r = fab_lib.fab_targeted(self._logits_fn, x, y, epsilon=epsilon, steps=steps,
+                               target_rank=target_rank, clip_min=clip_min,
+                               clip_max=clip_max)
+      return tf.where(apgd_lib._per_example(r.flipped, x), r.x_adv, x), r.flipped
+    fn = self._dynamic(('fab', steps, x.shape[1:]), run,
+                       self._signature(x, tf.float32, tf.int32)[:-1])  # no seed
+    outs = _per_batch(
+        lambda i, s: fn(tf.constant(x[s]), tf.constant(y[s].astype(np.int64)),
+                        tf.constant(attack.epsilon, tf.float32),
+                        tf.constant(target_rank, tf.int32)),
+        even_slices(len(x), self._batch_size))
+    if not outs:
+      return x.copy(), np.zeros(0, bool)
+    return (np.concatenate([o[0].numpy() for o in outs]),
+            np.concatenate([o[1].numpy() for o in outs]))
+
   def square(self, x: np.ndarray, y: np.ndarray, attack: AttackConfig,
              *, image_shape: Tuple[int, int, int], salt: int = 0
              ) -> Tuple[np.ndarray, np.ndarray]:
@@ -378,9 +405,17 @@ def attack_settings(attack: AttackConfig, sample_size: int) -> Dict:
   d.update(sample_size=sample_size, white_box=True)
   if attack.method == 'pgd':
     d.update(step_size=attack.effective_step_size)
+  elif attack.method == 'fab-t':
+    d.update(step_size=FAB_STEPS)
   else:
-    d.update(step_size='APGD schedule: 2 * epsilon, halved at checkpoints')
+    d.update(step_size='APGD schedule: 2 * epsilon, halved at checkpoints'
+             + (f'; fab-t: {FAB_STEPS}' if 'fab-t' in attack.suite and
+                attack.method == 'autoattack' else ''))
   return d
+
+
+FAB_STEPS = (f'projections onto the linearized boundary, overshoot eta {fab_lib.ETA}, '
+             f'alpha_max {fab_lib.ALPHA_MAX}, step back beta {fab_lib.BETA}')
 
 
 def sample_size(attack: AttackConfig, config: EvalConfig, available: int) -> int:

@@ -1,7 +1,7 @@
 """Every evaluation attack behind one call, and the AutoAttack suite.
 
 AutoAttack (Croce & Hein, ICML 2020) counts an image as robust only if no attack of
-its suite flips it: each attack runs only on the images every earlier one left
+its suite (APGD-CE, APGD-T, FAB-T, Square in the standard version) flips it: each attack runs only on the images every earlier one left
 standing (the cheap gradient attacks first, the gradient-free Square last), and the
 reported figure is the worst case per image. ``flipped_by`` keeps, per image, which
 member broke it, so metrics.json can say what each attack contributed and the masking
@@ -90,19 +90,24 @@ def _member(attacker, x, y, attack: AttackConfig, member: str):
   if member == 'apgd-ce':
     x_adv, flipped = attacker.apgd(x, y, attack, loss='ce', salt=0)
     return x_adv, flipped, margin(x_adv, y)
-  if member == 'apgd-t':
+  if member in ('apgd-t', 'fab-t'):
     x_adv, flipped = x.copy(), np.zeros(len(x), bool)
     closest = np.full(len(x), np.inf) if attack.boundary_restarts else None
     for rank in range(2, attack.targets + 2):  # the top-`targets` other classes
       todo = np.flatnonzero(~flipped)
       if not len(todo):
         break
-      xa, fl = attacker.apgd(x[todo], y[todo], attack, loss='dlr_targeted',
-                             target_rank=rank, salt=rank)
+      if member == 'apgd-t':
+        xa, fl = attacker.apgd(x[todo], y[todo], attack, loss='dlr_targeted',
+                               target_rank=rank, salt=rank)
+        if closest is not None:
+          closest[todo] = np.minimum(closest[todo], margin(xa, y[todo]))
+      else:
+        # FAB's points for the images it leaves are x itself (its nearer points lie
+        # beyond epsilon), so they add no margin the clean logits have not given.
+        xa, fl = attacker.fab(x[todo], y[todo], attack, target_rank=rank)
       x_adv[todo[fl]] = xa[fl]
       flipped[todo[fl]] = True
-      if closest is not None:
-        closest[todo] = np.minimum(closest[todo], margin(xa, y[todo]))
     return x_adv, flipped, closest
   if member == 'square':
     x_adv, flipped = attacker.square(x, y, attack, image_shape=IMAGE_SHAPE)

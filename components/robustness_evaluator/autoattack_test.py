@@ -172,3 +172,42 @@ def test_more_starts_near_the_boundary_break_what_one_start_missed():
 def test_bad_boundary_settings_name_the_field(fields, message):
   with pytest.raises(ConfigError, match=message):
     AttackConfig(name='aa', **fields).validate()
+
+
+def test_fab_t_in_the_suite_attacks_only_what_apgd_left_within_epsilon(model):
+  """AutoAttack's full standard order: APGD-CE, APGD-T, FAB-T, Square. FAB-T's
+  breaks are misclassified points inside the ball; the members before it are
+  unchanged by its presence."""
+  logits_fn, x, y = model
+  run = lambda suite: autoattack.run_attack(
+      attacks.Attacker(logits_fn, batch_size=50, seed=0), x, y,
+      _suite(0.02, suite=suite))
+  without = run(('apgd-ce', 'apgd-t'))
+  full = run(('apgd-ce', 'apgd-t', 'fab-t', 'square'))
+  assert full.members == ('apgd-ce', 'apgd-t', 'fab-t', 'square')
+  assert np.array_equal(np.where(full.flipped_by <= 2, full.flipped_by, autoattack.ROBUST),
+                        without.flipped_by)
+  assert full.details['robust_accuracy_after']['apgd-t'] == pytest.approx(
+      autoattack.robust_mask(without).mean())
+  broken = full.flipped_by > autoattack.CLEAN
+  assert np.all(attacks.predictions(full.logits)[broken] != y[broken])
+  assert np.abs(full.x_adv - x).max() <= 0.02 + 1e-6
+  # Alone, FAB-T breaks images at this epsilon (it has work to do in the suite).
+  alone = autoattack.run_attack(attacks.Attacker(logits_fn, batch_size=50, seed=0),
+                                x, y, AttackConfig(name='fab', method='fab-t',
+                                                   epsilon=0.02, steps=20, targets=3))
+  assert alone.details['flipped_by_member']['fab-t'] > 0
+  assert np.abs(alone.x_adv - x).max() <= 0.02 + 1e-6
+
+
+def test_with_fab_puts_fab_t_in_the_standard_order_and_rejects_l2():
+  from components.config import standard_autoattack, with_fab
+  assert standard_autoattack(0.2, fab=True).suite == ('apgd-ce', 'apgd-t', 'fab-t',
+                                                      'square')
+  assert with_fab(_suite(0.1, suite=('apgd-ce', 'apgd-t'))).suite == (
+      'apgd-ce', 'apgd-t', 'fab-t')
+  pgd = AttackConfig(name='pgd', steps=10)
+  assert with_fab(pgd) is pgd
+  with pytest.raises(ConfigError, match='FAB-T is implemented for the infinity norm'):
+    AttackConfig(name='aa', method='autoattack', norm='l2',
+                 suite=('apgd-ce', 'fab-t')).validate()

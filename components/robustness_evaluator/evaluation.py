@@ -332,8 +332,10 @@ def ordering_warnings(role: str, run: ModelRun, config: EvalConfig) -> List[str]
   return warnings
 
 
-# Weakest first: the order in which a stronger attack must not score higher.
-METHOD_STRENGTH = {'pgd': 0, 'square': 1, 'apgd-ce': 2, 'apgd-t': 3, 'autoattack': 4}
+# Weakest first: the order in which a stronger attack must not score higher. FAB-T
+# ranks with Square: a different search, not one that dominates PGD.
+METHOD_STRENGTH = {'pgd': 0, 'square': 1, 'fab-t': 1, 'apgd-ce': 2, 'apgd-t': 3,
+                   'autoattack': 4}
 
 
 def worst_case_warnings(role: str, run: ModelRun, config: EvalConfig) -> List[str]:
