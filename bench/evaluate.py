@@ -80,7 +80,7 @@ from components.trainer import export as export_lib  # pylint: disable=g-import-
 from components.trainer import training  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.transform import features  # pylint: disable=g-import-not-at-top,wrong-import-position
 from components.config import (AttackConfig, EvalConfig, ModelConfig,  # pylint: disable=g-import-not-at-top,wrong-import-position
-                               default_attacks, standard_autoattack)
+                               default_attacks, standard_autoattack, with_fab)
 
 # The tutorial's FGSM over the 10,000 test images took this long (the target is 10x).
 TUTORIAL_FGSM_SECONDS = 28.6
@@ -102,6 +102,8 @@ DEFAULTS = {'attack_images': 1000, 'square_queries': 5000, 'train_examples': Non
             'jit_examples': 2000}
 ALL_ATTACKS = ('pgd40', 'apgd_ce', 'apgd_t', 'square', 'autoattack_default',
                'autoattack_standard')
+# On request only (--attacks): FAB-T alone and the standard suite with it.
+EXTRA_ATTACKS = ('fab_t', 'autoattack_full')
 
 
 def normalized(images: np.ndarray) -> np.ndarray:
@@ -442,7 +444,8 @@ def main():
   p.add_argument('--ratio-rounds', type=int, default=None,
                  help='PGD-40 / APGD-CE alternations (default 2)')
   p.add_argument('--attacks', default=','.join(ALL_ATTACKS),
-                 help=f'comma-separated subset of {",".join(ALL_ATTACKS)}')
+                 help=f'comma-separated subset of {",".join(ALL_ATTACKS + EXTRA_ATTACKS)} '
+                      f'(default: all but {",".join(EXTRA_ATTACKS)})')
   p.add_argument('--tutorial-examples', type=int, default=None,
                  help='subset timed with the tutorial-style eager loop (0 skips)')
   p.add_argument('--jit-examples', type=int, default=None,
@@ -473,9 +476,10 @@ def main():
     if getattr(args, key) is None:
       setattr(args, key, value)
   wanted = [a.strip() for a in args.attacks.split(',') if a.strip()]
-  unknown = sorted(set(wanted) - set(ALL_ATTACKS))
+  unknown = sorted(set(wanted) - set(ALL_ATTACKS + EXTRA_ATTACKS))
   if unknown:
-    sys.exit(f'error: --attacks: unknown {unknown}; choose from {ALL_ATTACKS}')
+    sys.exit(f'error: --attacks: unknown {unknown}; choose from '
+             f'{ALL_ATTACKS + EXTRA_ATTACKS}')
   if args.reference and not args.weights:
     sys.exit('error: --reference needs --weights (the library loads the same checkpoint)')
   if args.reference_images < 1:
@@ -606,12 +610,15 @@ def main():
                           targets=9)
     square = AttackConfig(name='square', method='square', epsilon=EPSILON,
                           queries=args.square_queries)
+    fab_t = AttackConfig(name='fab-t', method='fab-t', epsilon=EPSILON, steps=100,
+                         targets=9)
     suite_default = default_attacks()[2]
     suite_standard = dataclasses.replace(standard_autoattack(EPSILON),
                                          queries=args.square_queries)
     planned = {'pgd40': pgd40, 'apgd_ce': apgd_ce, 'apgd_t': apgd_t, 'square': square,
                'autoattack_default': suite_default,
-               'autoattack_standard': suite_standard}
+               'autoattack_standard': suite_standard, 'fab_t': fab_t,
+               'autoattack_full': with_fab(suite_standard)}
     result['attack_settings'] = {k: dataclasses.asdict(a) for k, a in planned.items()
                                  if k in wanted}
     print(f'attacks on the first {n} test images ({result["clean_correct_attack_images"]} '
@@ -624,7 +631,7 @@ def main():
     if 'pgd40' in wanted:   # traced (one padded batch) before the first round
       traced_seconds += timed(attacker.attack, xa[:1], ya[:1], pgd40)[1]
     for key in ('apgd_ce', 'apgd_t', 'square', 'autoattack_default',
-                'autoattack_standard'):
+                'autoattack_standard') + EXTRA_ATTACKS:
       if key in wanted:
         traced_seconds += warm_up(attacker, xa, ya, planned[key])
     result['trace_seconds'] = traced_seconds
@@ -678,7 +685,8 @@ def main():
       record(key, ordered[(len(ordered) - 1) // 2])
 
     # The headline suite first, then the rest; the matmul after each (load drifts).
-    for key in ('autoattack_standard', 'autoattack_default', 'apgd_t', 'square'):
+    for key in ('autoattack_standard', 'autoattack_default', 'apgd_t', 'square',
+                'autoattack_full', 'fab_t'):
       if key in wanted:
         record(key, run_attack(attacker, counter, xa, ya, la, planned[key], key))
 

@@ -55,14 +55,17 @@ def test_flags_override_one_field_each():
   assert c.adv.adv_step_size == d.adv.adv_step_size and c.model == d.model
 
 
-def test_fab_t_flag_adds_fab_t_to_every_autoattack_suite_of_the_preset():
-  c = flags.config_from_args(_parse(['--preset', 'robust', '--fab-t']))
-  suites = {a.name: a.suite for a in c.eval.attacks if a.method == 'autoattack'}
-  assert suites == {name: ('apgd-ce', 'apgd-t', 'fab-t', 'square')
-                    for name in ('autoattack', 'autoattack_eps0.3')}
-  plain = flags.config_from_args(_parse(['--preset', 'robust']))
-  assert [a for a in plain.eval.attacks if a.method == 'autoattack'][0].suite == (
-      'apgd-ce', 'apgd-t', 'square')
+def test_robust_presets_gate_on_the_full_standard_suite_and_fab_t_flag_adds_it():
+  full = ('apgd-ce', 'apgd-t', 'fab-t', 'square')
+  for preset in ('robust', 'robust-eps0.3'):
+    c = flags.config_from_args(_parse(['--preset', preset]))
+    assert {a.suite for a in c.eval.attacks if a.method == 'autoattack'} == {full}
+  plain = flags.config_from_args(_parse([]))
+  (default_suite,) = [a for a in plain.eval.attacks if a.method == 'autoattack']
+  assert default_suite.suite == ('apgd-ce', 'apgd-t')
+  c = flags.config_from_args(_parse(['--fab-t']))
+  (with_fab,) = [a for a in c.eval.attacks if a.method == 'autoattack']
+  assert with_fab.suite == ('apgd-ce', 'apgd-t', 'fab-t')
   assert [a.name for a in c.eval.attacks] == [a.name for a in plain.eval.attacks]
 
 
