@@ -24,10 +24,11 @@ from pipeline import report as report_lib
 pytestmark = pytest.mark.slow
 
 N_TRAIN, N_EVAL, AMBIGUOUS = 300, 100, 10
-# The default attacks with a short AutoAttack, so the suite runs end to end in seconds.
+# The default attacks with a short AutoAttack (FAB-T included, as in the robust
+# presets), so the suite runs end to end in seconds.
 SMALL_ATTACKS = config_lib.default_attacks()[:2] + (
     AttackConfig(name='autoattack', method='autoattack', epsilon=0.2, steps=5,
-                 targets=1, suite=('apgd-ce', 'apgd-t'), sample_size=40),)
+                 targets=1, suite=('apgd-ce', 'apgd-t', 'fab-t'), sample_size=40),)
 
 
 def small_config(root: str, **changes) -> config_lib.PipelineConfig:
