@@ -150,10 +150,11 @@ def _apgd(images: float, steps: int, restarts: int, runs: int = 1,
 
 
 def _fab(images: float, steps: int, runs: int = 1) -> Passes:
-  """Per run: the clean pass (the target class) and the clean check, then per step
-  one pass with the input gradient and one forward pass checking the new point."""
+  """Per run: the clean pass (the target class, and which images are already
+  wrong), then per step one pass with the input gradient and one forward pass
+  checking the new point."""
   calls = images * runs
-  return Passes(forward=calls * (2 + 2 * steps), backward=calls * steps)
+  return Passes(forward=calls * (1 + 2 * steps), backward=calls * steps)
 
 
 def _square(images: float, queries: int) -> Passes:

@@ -129,12 +129,11 @@ def fab_targeted(logits_fn: Callable[[tf.Tensor], tf.Tensor], x, y, *, epsilon,
       total = tf.reduce_sum(v)
     return tf.stop_gradient(v), tf.stop_gradient(tape.gradient(total, x_k))
 
-  def wrong(x_k):
-    z = logits_fn(x_k)
+  def wrong(z):
     return tf.argmax(z, axis=1, output_type=tf.int64) != y
 
   x_flat = flat(x)
-  wrong0 = wrong(x)
+  wrong0 = wrong(clean)
   state = _State(k=tf.constant(0), x_cur=x,
                  x_best=x, norm_best=tf.where(wrong0, 0.0, float('inf')))
 
@@ -151,7 +150,7 @@ def fab_targeted(logits_fn: Callable[[tf.Tensor], tf.Tensor], x, y, *, epsilon,
         (1.0 - alpha) * (cur + eta * d_cur) + alpha * (x_flat + eta * d_orig),
         clip_min, clip_max)
     x_new = unflat(x_new)
-    adv = wrong(x_new)
+    adv = wrong(logits_fn(x_new))
     n_new = _linf(x_new - x)
     nearer = adv & (n_new < s.norm_best)
     per_ex = lambda m: _per_example(m, x)
