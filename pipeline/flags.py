@@ -146,7 +146,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
   groups[_GATE].add_argument(
       '--fab-t', action='store_true', default=None,
       help="add FAB-T to every AutoAttack suite, after APGD-T: AutoAttack's full "
-           'standard version (about 1.5x APGD-T\'s time; default off)')
+           "standard version (about 1.5x APGD-T's time; the robust presets have it)")
   groups[_GATE].add_argument(
       '--min-attack-accuracy', action='append', default=None, metavar='ATTACK=ACC',
       help='minimum accuracy under an attack, repeatable (default ' +

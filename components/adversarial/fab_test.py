@@ -162,7 +162,8 @@ def test_results_are_misclassified_within_epsilon_and_inputs_unchanged():
 def test_zero_epsilon_flags_exactly_the_clean_errors():
   r = fab.fab_targeted(tf_logits, tf.constant(X_EVAL, tf.float32),
                        tf.constant(Y_EVAL, tf.int64), epsilon=0.0, steps=5)
-  np.testing.assert_array_equal(r.flipped.numpy(), np_logits(X_EVAL).argmax(1) != Y_EVAL)
+  clean_errors = np_logits(X_EVAL).argmax(1) != Y_EVAL
+  np.testing.assert_array_equal(r.flipped.numpy(), clean_errors)
 
 
 def test_more_steps_never_find_fewer():

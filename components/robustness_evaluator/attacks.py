@@ -15,9 +15,9 @@ the same thing in both places. This module adds what an *evaluation* needs on to
 * epsilon and step size are tensor arguments, so one compiled graph per attack
   *shape* (norm, steps, random start, restarts) serves the whole epsilon sweep.
 
-APGD, FAB-T and Square (components/adversarial/apgd.py, fab.py, square.py) run on batches of
-any size through one trace each (a None batch dimension), because the AutoAttack
-suite (autoattack.py) hands them only the images still robust.
+APGD, FAB-T and Square (components/adversarial/apgd.py, fab.py, square.py) run on
+batches of any size through one trace each (a None batch dimension), because the
+AutoAttack suite (autoattack.py) hands them only the images still robust.
 
 numpy in, numpy out at the Attacker boundary; everything inside is TF.
 """
