@@ -218,8 +218,8 @@ ATTACK_METHODS = ('pgd', 'apgd-ce', 'apgd-t', 'fab-t', 'square', 'autoattack')
 # AutoAttack's "standard" version, in its order.
 AUTOATTACK_MEMBERS = ('apgd-ce', 'apgd-t', 'fab-t', 'square')
 # The default suite: the standard version minus FAB-T, which takes ~1.5x APGD-T's
-# time and broke no image the APGD members had left here (README, "FAB-T"); the
-# robust presets add it (with_fab).
+# time and, on three models here, broke no image the other members would have left
+# (README, "FAB-T"); the robust presets add it (with_fab).
 AUTOATTACK_SUITE = ('apgd-ce', 'apgd-t', 'square')
 
 

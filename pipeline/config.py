@@ -134,8 +134,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         'train.deterministic': True,
         'eval.attacks': default_attacks()[:2] + (
             # AutoAttack's full standard version, FAB-T included: it broke no image
-            # the others left here, but the gate then rests on the standard itself
-            # (+~75 s on 1,000 images; README, "FAB-T").
+            # the other members would have left here, but the gate then rests on the
+            # standard itself (+~75 s on 1,000 images; README, "FAB-T").
             standard_autoattack(0.2, fab=True),
             standard_autoattack(0.3, name='autoattack_eps0.3', sample_size=500,
                                 fab=True),),
