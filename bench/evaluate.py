@@ -630,9 +630,8 @@ def main():
     traced_seconds = 0.0
     if 'pgd40' in wanted:   # traced (one padded batch) before the first round
       traced_seconds += timed(attacker.attack, xa[:1], ya[:1], pgd40)[1]
-    for key in ('apgd_ce', 'apgd_t', 'square', 'autoattack_default',
-                'autoattack_standard') + EXTRA_ATTACKS:
-      if key in wanted:
+    for key in wanted:
+      if key != 'pgd40':
         traced_seconds += warm_up(attacker, xa, ya, planned[key])
     result['trace_seconds'] = traced_seconds
 

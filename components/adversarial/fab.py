@@ -28,8 +28,8 @@ import tensorflow as tf
 
 from components.adversarial import noinline
 from components.adversarial.apgd import _logit_of, _per_example, target_classes
+from components.adversarial.perturbation import _TINY
 
-_TINY = 1e-12
 # Newton's method for the projection stops once w . (p + delta) + b is within this
 # share of where it started (float32 sums over 784 pixels carry ~1e-6).
 _NEWTON_TOLERANCE = 1e-5

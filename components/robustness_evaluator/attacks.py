@@ -300,15 +300,11 @@ class Attacker:
       return tf.where(apgd_lib._per_example(r.flipped, x), r.x_adv, x), r.flipped
     fn = self._dynamic(('fab', steps, x.shape[1:]), run,
                        self._signature(x, tf.float32, tf.int32)[:-1])  # no seed
-    outs = _per_batch(
+    return _joined(x, _per_batch(
         lambda i, s: fn(tf.constant(x[s]), tf.constant(y[s].astype(np.int64)),
                         tf.constant(attack.epsilon, tf.float32),
                         tf.constant(target_rank, tf.int32)),
-        even_slices(len(x), self._batch_size))
-    if not outs:
-      return x.copy(), np.zeros(0, bool)
-    return (np.concatenate([o[0].numpy() for o in outs]),
-            np.concatenate([o[1].numpy() for o in outs]))
+        even_slices(len(x), self._batch_size)))
 
   def square(self, x: np.ndarray, y: np.ndarray, attack: AttackConfig,
              *, image_shape: Tuple[int, int, int], salt: int = 0
@@ -329,15 +325,11 @@ class Attacker:
     fn = self._dynamic(('square', queries, tuple(image_shape), x.shape[1:]), run,
                        self._signature(x, tf.float32))
     seed_salt = zlib.crc32(f'{attack_salt(attack)}/square/{salt}'.encode()) & 0x7FFFFFFF
-    outs = _per_batch(
+    return _joined(x, _per_batch(
         lambda i, s: fn(tf.constant(x[s]), tf.constant(y[s].astype(np.int64)),
                         tf.constant(attack.epsilon, tf.float32),
                         tf.cast(batch_seed(self._seed, seed_salt, i), tf.int64)),
-        even_slices(len(x), self._batch_size))
-    if not outs:
-      return x.copy(), np.zeros(0, bool)
-    return (np.concatenate([o[0].numpy() for o in outs]),
-            np.concatenate([o[1].numpy() for o in outs]))
+        even_slices(len(x), self._batch_size)))
 
   def _check_split(self, x: np.ndarray, image_shape: Tuple[int, int, int]) -> None:
     images = tf.constant(x.reshape((-1,) + tuple(image_shape)), tf.float32)
@@ -360,6 +352,14 @@ def _per_batch(call: Callable[[int, slice], Tuple], slices: Iterator[slice]) -> 
     return [call(i, s) for i, s in enumerate(slices)]
   with concurrent.futures.ThreadPoolExecutor(CONCURRENT_BATCHES) as pool:
     return list(pool.map(lambda item: call(*item), enumerate(slices)))
+
+
+def _joined(x: np.ndarray, outs: list) -> Tuple[np.ndarray, np.ndarray]:
+  """(x_adv, flipped) of all batches, in order; x itself when there were none."""
+  if not outs:
+    return x.copy(), np.zeros(0, bool)
+  return (np.concatenate([o[0].numpy() for o in outs]),
+          np.concatenate([o[1].numpy() for o in outs]))
 
 
 def predictions(logits: np.ndarray) -> np.ndarray:

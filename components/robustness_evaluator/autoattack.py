@@ -3,10 +3,10 @@
 AutoAttack (Croce & Hein, ICML 2020) counts an image as robust only if no attack of
 its suite (APGD-CE, APGD-T, FAB-T, Square in the standard version) flips it: each
 attack runs only on the images every earlier one left standing (the cheap gradient
-attacks first, the gradient-free Square last), and the
-reported figure is the worst case per image. ``flipped_by`` keeps, per image, which
-member broke it, so metrics.json can say what each attack contributed and the masking
-checks can see when the gradient-free Square finds what the gradient attacks missed.
+attacks first, the gradient-free Square last), and the reported figure is the worst
+case per image. ``flipped_by`` keeps, per image, which member broke it, so
+metrics.json can say what each attack contributed and the masking checks can see when
+the gradient-free Square finds what the gradient attacks missed.
 
 With ``boundary_restarts``, one more member (BOUNDARY) follows the suite: the
 still-robust images nearest the decision boundary get many more random starts, in
