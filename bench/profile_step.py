@@ -263,6 +263,18 @@ def micro_kernels(rounds: int) -> dict:
   cases['conv1 input grad, col2im (project)'] = (
       tf.function(input_conv.col2im_input_gradient), (t(32, 26, 26, 32), k1),
       CONV_FLOPS['conv1'], False)
+  x2, dy2 = t(32, 13, 13, 32), t(32, 11, 11, 64)
+
+  def conv2_filter_taps(x, dy):
+    # The alternative kept measurable on every CPU: the weight gradient as one
+    # [C_in, N*H*W] x [N*H*W, C_out] matmul per kernel tap (AVX2 + oneDNN: -22% against
+    # the stock kernel; AVX-512 + oneDNN: -2% to +7%, so the step keeps the stock one).
+    d = tf.reshape(dy, [-1, 64])
+    taps = [tf.matmul(tf.reshape(x[:, i:i + 11, j:j + 11, :], [-1, 32]), d, transpose_a=True)
+            for i in range(3) for j in range(3)]
+    return tf.reshape(tf.stack(taps), [3, 3, 32, 64])
+  cases['conv2 filter grad, 9 tap matmuls'] = (
+      tf.function(conv2_filter_taps), (x2, dy2), CONV_FLOPS['conv2'], False)
   for name, shape in (('pool1', (32, 26, 26, 32)), ('pool2', (32, 11, 11, 64))):
     p = t(*shape)
 
@@ -302,10 +314,27 @@ def micro_kernels(rounds: int) -> dict:
              and not n.endswith('MaxPool'))
   step += sum(best[n] for n in cases if 'MaxPool + ' in n)
   conv_flops = 3 * sum(CONV_FLOPS.values()) - CONV_FLOPS['conv1']
+  # The same sums for the FGSM steps, so the ratio targets have a zero-overhead bound
+  # printed next to the measured ratios. The project's step is two base passes plus
+  # conv1's input gradient (bench/step_cost.py: 6S - L1); NSL's adds a separate
+  # input-gradient pass through the clean network (conv3, conv2 and the stock conv1
+  # input gradients, both MaxPoolGrads), because its outer tape cannot reuse the inner
+  # one's backward pass. Both counted with this TF's kernels (NSL runs on TF 2.15's).
+  pool_grads = sum(best[f'{p} MaxPool + MaxPoolGrad'] - best[f'{p} MaxPool']
+                   for p in ('pool1', 'pool2'))
+  fgsm = 2 * step + best['conv1 input grad, col2im (project)']
+  nsl = 2 * step + pool_grads + sum(best[f'{layer} Conv2DBackpropInput']
+                                    for layer in ('conv1', 'conv2', 'conv3'))
   return {'rows': rows, 'matmul_gflop_per_cpu_s': round(mm, 1),
           'base_step_kernels_cpu_ms': round(step * 1000, 3),
           'base_step_kernels_fraction_of_matmul': round(
-              conv_flops / step / 1e9 / mm, 3)}
+              conv_flops / step / 1e9 / mm, 3),
+          'fgsm_step_kernels_cpu_ms': round(fgsm * 1000, 3),
+          'nsl_fgsm_step_kernels_cpu_ms': round(nsl * 1000, 3),
+          'fgsm_over_nsl_kernel_bound': round(fgsm / nsl, 3),
+          # Wall-time floors with both cores busy on kernels alone and perfectly shared.
+          'base_floor_examples_per_s_2_cores': round(2 * 32 / step),
+          'fgsm_floor_examples_per_s_2_cores': round(2 * 32 / fgsm)}
 
 
 def print_report(name: str, r: dict, top: int) -> list:
@@ -389,6 +418,14 @@ def main(argv=None) -> dict:
     print(f'base step, kernels only: {m["base_step_kernels_cpu_ms"]:.2f} CPU-ms = '
           f'{100 * m["base_step_kernels_fraction_of_matmul"]:.0f}% of the matmul rate '
           '(the ceiling with zero overhead)')
+    print(f'FGSM step, kernels only: project {m["fgsm_step_kernels_cpu_ms"]:.2f} against '
+          f'NSL\'s rule as NSL runs it {m["nsl_fgsm_step_kernels_cpu_ms"]:.2f} CPU-ms = '
+          f'{m["fgsm_over_nsl_kernel_bound"]:.2f}x (the ratio with zero overhead on both '
+          'sides)')
+    print(f'floors on 2 cores, kernels only and perfectly shared: base '
+          f'{m["base_floor_examples_per_s_2_cores"]:,} ex/s, FGSM '
+          f'{m["fgsm_floor_examples_per_s_2_cores"]:,} ex/s (compare train_step.py\'s '
+          'epoch ex/s)')
     out = {'date': time.strftime('%Y-%m-%d %H:%M'), 'env': args.env, 'cpu': info,
            'tf_version': tf.__version__, 'method': 'micro: kernels alone, process CPU time',
            'threads': args.micro_threads, 'micro': m, 'load_average': os.getloadavg()}
