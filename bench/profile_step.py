@@ -228,6 +228,21 @@ def profile(contender, steps: int, logdir: str) -> dict:
 
 # --- --micro: each kernel of the step alone, at the step's shapes ------------------
 
+def filter_grad_taps(x, dy):
+  """A VALID stride-1 convolution's weight gradient as one [C_in, N*H*W] x
+  [N*H*W, C_out] matmul per kernel tap: the alternative to the stock kernel kept
+  measurable on every CPU (AVX2 + oneDNN: -22% for conv2; AVX-512 + oneDNN: -2% to
+  +7%, so the step keeps the stock one)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  kh = x.shape[1] - dy.shape[1] + 1
+  kw = x.shape[2] - dy.shape[2] + 1
+  h, w, c_in, c_out = dy.shape[1], dy.shape[2], x.shape[3], dy.shape[3]
+  d = tf.reshape(dy, [-1, c_out])
+  taps = [tf.matmul(tf.reshape(x[:, i:i + h, j:j + w, :], [-1, c_in]), d, transpose_a=True)
+          for i in range(kh) for j in range(kw)]
+  return tf.reshape(tf.stack(taps), [kh, kw, c_in, c_out])
+
+
 def micro_kernels(rounds: int) -> dict:
   """CPU-seconds per call of every kernel of the base step, at batch 32, interleaved
   over ``rounds`` rounds (minimum kept), against a 1024^2 matmul timed the same way.
@@ -263,18 +278,9 @@ def micro_kernels(rounds: int) -> dict:
   cases['conv1 input grad, col2im (project)'] = (
       tf.function(input_conv.col2im_input_gradient), (t(32, 26, 26, 32), k1),
       CONV_FLOPS['conv1'], False)
-  x2, dy2 = t(32, 13, 13, 32), t(32, 11, 11, 64)
-
-  def conv2_filter_taps(x, dy):
-    # The alternative kept measurable on every CPU: the weight gradient as one
-    # [C_in, N*H*W] x [N*H*W, C_out] matmul per kernel tap (AVX2 + oneDNN: -22% against
-    # the stock kernel; AVX-512 + oneDNN: -2% to +7%, so the step keeps the stock one).
-    d = tf.reshape(dy, [-1, 64])
-    taps = [tf.matmul(tf.reshape(x[:, i:i + 11, j:j + 11, :], [-1, 32]), d, transpose_a=True)
-            for i in range(3) for j in range(3)]
-    return tf.reshape(tf.stack(taps), [3, 3, 32, 64])
   cases['conv2 filter grad, 9 tap matmuls'] = (
-      tf.function(conv2_filter_taps), (x2, dy2), CONV_FLOPS['conv2'], False)
+      tf.function(filter_grad_taps), (t(32, 13, 13, 32), t(32, 11, 11, 64)),
+      CONV_FLOPS['conv2'], False)
   for name, shape in (('pool1', (32, 26, 26, 32)), ('pool2', (32, 11, 11, 64))):
     p = t(*shape)
 
